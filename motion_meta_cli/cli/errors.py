@@ -1,0 +1,54 @@
+"""Where errors reach the user: one line on stderr and the documented exit code."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import typer
+
+from motion_meta_cli.errors import ExitCode, MotionMetaError
+
+DEBUG_VARIABLE = "MOTION_META_DEBUG"
+
+
+def debugging() -> bool:
+    """True when MOTION_META_DEBUG asks for tracebacks instead of one-line errors."""
+    return os.environ.get(DEBUG_VARIABLE, "").lower() in ("1", "true", "yes")
+
+
+@contextmanager
+def reported_errors() -> Iterator[None]:
+    """Turn motion-meta errors (and surprises) into `error: ...` on stderr and an exit code."""
+    try:
+        yield
+    except MotionMetaError as exc:
+        if debugging():
+            raise
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        raise typer.Exit(130) from None
+    except (typer.Exit, typer.Abort):
+        raise
+    except Exception as exc:
+        if debugging():
+            raise
+        typer.echo(
+            f"error: unexpected {type(exc).__name__}; run again with {DEBUG_VARIABLE}=1 for details", err=True
+        )
+        raise typer.Exit(ExitCode.INTERNAL) from None
+
+
+def configure_logging(level: str) -> None:
+    """Log to stderr at `level` (MOTION_META_LOG_LEVEL), never to stdout where JSON goes."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("motion_meta_cli")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False

@@ -1,0 +1,259 @@
+"""Configuration: one `Settings`, read once at the edge from the environment and `.env`.
+
+    settings = load_settings()                      # env + .env, errors name the variable
+    settings = Settings(meta_graph_url="http://127.0.0.1:8080", motion_meta_home=tmp_path)  # in tests
+    me = settings.platform_for("me")                # the Meta platform config with the `me` overrides merged
+
+Nested values use `__` in variable names, for example `META_PLATFORM__RETRY__MAX_ATTEMPTS=6` or
+`META_ENDPOINTS__ME__THROTTLE__GIVE_UP_AFTER_S=30`; a whole block can also be given as JSON
+(`META_PLATFORM__RETRY='{"max_attempts": 6}'`).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from motion_meta_cli.errors import ConfigError
+from motion_meta_cli.meta import ThrottleRules, UsageHeaderNames
+
+DEMO_CUSTOMER = "motion_test_user"
+DEFAULT_GRAPH_URL = "https://graph.facebook.com"
+DEFAULT_API_VERSION = "v25.0"
+
+_FROZEN = ConfigDict(extra="forbid", frozen=True)
+
+
+class RateLimitIdentification(BaseModel):
+    """How a response is recognised as a throttle: codes per scope and the usage header names."""
+
+    model_config = _FROZEN
+
+    app_codes: list[int] = [4, 341, 613]
+    user_codes: list[int] = [17]
+    page_codes: list[int] = [32]
+    business_use_case_codes: dict[int, str] = {
+        80000: "ads_insights",
+        80001: "pages",
+        80002: "instagram",
+        80003: "custom_audience",
+        80004: "ads_management",
+        80005: "leadgen",
+        80006: "messenger",
+        80008: "whatsapp_business_management",
+        80009: "catalog_management",
+        80014: "catalog_batch",
+    }
+    ad_account_subcodes: list[int] = [2446079, 1487742]
+    app_usage_header: str = "X-App-Usage"
+    business_use_case_usage_header: str = "X-Business-Use-Case-Usage"
+    ad_account_usage_header: str = "X-Ad-Account-Usage"
+    insights_throttle_header: str = "X-FB-Ads-Insights-Throttle"
+    page_usage_header: str = "X-Page-Usage"
+
+    def throttle_rules(self) -> ThrottleRules:
+        """The classifier's view of these codes."""
+        return ThrottleRules(
+            app_codes=frozenset(self.app_codes),
+            user_codes=frozenset(self.user_codes),
+            page_codes=frozenset(self.page_codes),
+            business_use_case_codes=dict(self.business_use_case_codes),
+            ad_account_subcodes=frozenset(self.ad_account_subcodes),
+        )
+
+    def header_names(self) -> UsageHeaderNames:
+        """The usage parser's view of the header names."""
+        return UsageHeaderNames(
+            app=self.app_usage_header,
+            business_use_case=self.business_use_case_usage_header,
+            ad_account=self.ad_account_usage_header,
+            insights=self.insights_throttle_header,
+            page=self.page_usage_header,
+        )
+
+
+class ThrottleHandling(BaseModel):
+    """What to do about rate limits: when to slow down, and how long to pause without an ETA."""
+
+    model_config = _FROZEN
+
+    usage_threshold_pct: Annotated[float, Field(gt=0, le=100)] = 80.0
+    """Usage (any counter, any scope) at which requests start being spaced out."""
+    pause_floor_s: Annotated[float, Field(gt=0)] = 60.0
+    """First pause after a throttle that came without an ETA; Meta's blocks last minutes, not seconds."""
+    pause_cap_s: Annotated[float, Field(gt=0)] = 900.0
+    """Longest pause without an ETA; later throttles double the pause up to this."""
+    give_up_after_s: Annotated[float, Field(ge=0)] = 120.0
+    """Longest a single request waits on throttles before it fails with exit code 5 (the pause stays)."""
+
+    @model_validator(mode="after")
+    def _floor_below_cap(self) -> ThrottleHandling:
+        if self.pause_floor_s > self.pause_cap_s:
+            raise ValueError("pause_floor_s must not exceed pause_cap_s")
+        return self
+
+
+class RetryConfig(BaseModel):
+    """Retries of transient failures (5xx, codes 1/2, dropped connections) and HTTP timeouts."""
+
+    model_config = _FROZEN
+
+    max_attempts: Annotated[int, Field(ge=1, le=50)] = 4
+    backoff_base_s: Annotated[float, Field(gt=0)] = 0.5
+    backoff_cap_s: Annotated[float, Field(gt=0)] = 30.0
+    jitter_ratio: Annotated[float, Field(ge=0, le=1)] = 0.5
+    """Each backoff is drawn from [(1 - jitter_ratio) × d, d]: spreads retries of many workers apart."""
+    connect_timeout_s: Annotated[float, Field(gt=0)] = 3.05
+    read_timeout_s: Annotated[float, Field(gt=0)] = 30.0
+
+    @model_validator(mode="after")
+    def _base_below_cap(self) -> RetryConfig:
+        if self.backoff_base_s > self.backoff_cap_s:
+            raise ValueError("backoff_base_s must not exceed backoff_cap_s")
+        return self
+
+
+class MetaPlatformConfig(BaseModel):
+    """Everything about talking to Meta that can differ by platform or endpoint."""
+
+    model_config = _FROZEN
+
+    rate_limit: RateLimitIdentification = RateLimitIdentification()
+    throttle: ThrottleHandling = ThrottleHandling()
+    retry: RetryConfig = RetryConfig()
+
+    def merged(self, override: dict[str, Any]) -> MetaPlatformConfig:
+        """This config with a partial override (same shape, any subset of keys) merged over it."""
+        return MetaPlatformConfig.model_validate(_deep_merge(self.model_dump(), override))
+
+
+def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict) and key != "business_use_case_codes":
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _default_home() -> Path:
+    from platformdirs import user_data_path
+
+    return user_data_path("motion-meta", appauthor=False)
+
+
+class Settings(BaseSettings):
+    """All of motion-meta's settings; the environment variable is the field name in upper case."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    meta_access_token: SecretStr | None = None
+    """The demo customer's token; at start-up it is stored as `motion_test_user`'s credentials."""
+    meta_graph_url: str = DEFAULT_GRAPH_URL
+    meta_api_version: str = DEFAULT_API_VERSION
+    services_meta_user_concurrent_requests: Annotated[int, Field(ge=1, le=1000)] = 1
+    """Requests one customer may have in flight at once (across instances once shared moderation lands)."""
+    motion_meta_home: Path = Field(default_factory=_default_home)
+    motion_meta_concurrency: Annotated[int, Field(ge=1, le=1000)] = 8
+    """Customers fetched at once by one process; also the size of the HTTP connection pool."""
+    meta_user_fields: str = "id,name"
+    """Fields requested from `/me` when a command does not say."""
+    motion_meta_log_level: str = "WARNING"
+    meta_platform: MetaPlatformConfig = MetaPlatformConfig()
+    meta_endpoints: dict[str, dict[str, Any]] = {}
+    """Per-endpoint overrides merged over `meta_platform`, keyed by endpoint (`me`)."""
+
+    @field_validator("meta_access_token")
+    @classmethod
+    def _token_not_blank(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().strip():
+            raise ValueError("is empty; remove the variable or give a token")
+        return value
+
+    @field_validator("meta_graph_url")
+    @classmethod
+    def _graph_url_is_url(cls, value: str) -> str:
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{value!r} is not an http(s) URL such as {DEFAULT_GRAPH_URL}")
+        if parts.query or parts.fragment:
+            raise ValueError("must not carry a query string or fragment")
+        return value.strip().rstrip("/")
+
+    @field_validator("meta_api_version")
+    @classmethod
+    def _version_shape(cls, value: str) -> str:
+        if not re.fullmatch(r"v\d+\.\d+", value):
+            raise ValueError(f"{value!r} is not a Graph API version such as {DEFAULT_API_VERSION}")
+        return value
+
+    @field_validator("motion_meta_log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        return level
+
+    @field_validator("meta_endpoints")
+    @classmethod
+    def _endpoints_merge_cleanly(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        # Validate each override against the full schema now, so a typo fails at start-up.
+        lowered = {name.lower(): override for name, override in value.items()}
+        for name, override in lowered.items():
+            try:
+                MetaPlatformConfig().merged(override)
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                path = "__".join(str(part) for part in first["loc"]).upper()
+                # Starts with the delimiter so the message reads as one variable name: META_ENDPOINTS__ME__...
+                raise ValueError(f"__{name.upper()}__{path} {_explain(first)}") from None
+        return lowered
+
+    def platform_for(self, endpoint: str) -> MetaPlatformConfig:
+        """The platform config with `endpoint`'s overrides, if any, merged over it."""
+        override = self.meta_endpoints.get(endpoint.lower())
+        return self.meta_platform.merged(override) if override else self.meta_platform
+
+    @property
+    def user_fields(self) -> tuple[str, ...]:
+        """`meta_user_fields` split into names."""
+        return tuple(f.strip() for f in self.meta_user_fields.split(",") if f.strip())
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings from the environment and `.env`; invalid values raise `ConfigError` naming the variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc)) from None
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line naming the first bad variable the way the user would have set it."""
+    first = exc.errors()[0]
+    loc = [str(part) for part in first["loc"] if not isinstance(part, int)]
+    variable = "__".join(loc).upper() if loc else "settings"
+    message = _explain(first)
+    more = len(exc.errors()) - 1
+    suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+    separator = "" if message.startswith("__") else " "
+    return f"invalid configuration: {variable}{separator}{message}{suffix}"
+
+
+def _explain(error: Any) -> str:
+    if error["type"] == "extra_forbidden":
+        return "is not a setting motion-meta knows (check the spelling against .env.example)"
+    return str(error["msg"]).removeprefix("Value error, ")

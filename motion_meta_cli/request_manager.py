@@ -1,0 +1,242 @@
+"""HTTP to the Graph API: one pooled session, error classification, retries and throttle pauses.
+
+    manager = MetaRequestManager(graph_url="https://graph.facebook.com", api_version="v25.0",
+                                 config_for=settings.platform_for, max_connections=8)
+    response = manager.get("me", token, params={"fields": "id,name"}, customer="acme")
+    response.data, response.usage
+
+The token travels only in the `Authorization` header. What Meta said is classified (`meta.classify`),
+the policy decides (`policy.RetryPolicy`), and only this module sleeps or records a pause.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random as _random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from pydantic import SecretStr
+from requests.adapters import HTTPAdapter
+
+from motion_meta_cli import __version__
+from motion_meta_cli.config import MetaPlatformConfig
+from motion_meta_cli.cooldowns import Cooldowns, LocalCooldowns
+from motion_meta_cli.errors import (
+    CredentialsRejectedError,
+    MetaAPIError,
+    NetworkError,
+    RequestRefusedError,
+    ThrottledError,
+    UpstreamError,
+)
+from motion_meta_cli.meta import (
+    Classification,
+    ErrorKind,
+    ScopeKind,
+    ThrottleScope,
+    Usage,
+    classify_response,
+    parse_usage,
+)
+from motion_meta_cli.policy import GiveUp, PauseScope, RetryAfter, RetryPolicy
+
+log = logging.getLogger(__name__)
+
+APP_SCOPE = "app"
+
+
+@dataclass(frozen=True, slots=True)
+class MetaResponse:
+    """A successful Graph API answer: the decoded body and the usage its headers reported."""
+
+    data: Any
+    usage: Usage
+    http_status: int
+    attempts: int
+
+
+def scope_key(scope: ThrottleScope, customer: str | None) -> str:
+    """The cooldown key of a throttle scope; user-level scopes are keyed by customer."""
+    who = customer or "unknown"
+    if scope.kind is ScopeKind.APP:
+        return APP_SCOPE
+    if scope.kind is ScopeKind.USER:
+        return f"user:{who}"
+    if scope.kind is ScopeKind.BUSINESS_USE_CASE:
+        return f"buc:{scope.key or 'unknown'}"
+    if scope.kind is ScopeKind.AD_ACCOUNT:
+        return f"ad_account:{scope.key or who}"
+    return f"page:{scope.key or who}"
+
+
+def request_scopes(customer: str | None) -> set[str]:
+    """The scopes every request of `customer` falls under before Meta says more: the app and the token."""
+    return {APP_SCOPE, f"user:{customer or 'unknown'}"}
+
+
+class MetaRequestManager:
+    """Sends Graph API requests and returns data, or raises one `MetaAPIError` subclass."""
+
+    def __init__(
+        self,
+        *,
+        graph_url: str,
+        api_version: str,
+        config_for: Callable[[str], MetaPlatformConfig] | None = None,
+        max_connections: int = 8,
+        session: requests.Session | None = None,
+        cooldowns: Cooldowns | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        random: Callable[[], float] = _random.random,
+    ) -> None:
+        self._base = f"{graph_url.rstrip('/')}/{api_version}/"
+        self._config_for = config_for or (lambda _endpoint: MetaPlatformConfig())
+        self._session = session or _pooled_session(max_connections)
+        self._sleep = sleep
+        self._clock = clock
+        self._random = random
+        self.cooldowns: Cooldowns = cooldowns or LocalCooldowns(clock)
+
+    def close(self) -> None:
+        """Close pooled connections."""
+        self._session.close()
+
+    def get(
+        self,
+        endpoint: str,
+        token: SecretStr,
+        *,
+        params: Mapping[str, str] | None = None,
+        customer: str | None = None,
+    ) -> MetaResponse:
+        """GET `endpoint` (e.g. `me`) with `token`, waiting out pauses and retrying what can be retried."""
+        config = self._config_for(endpoint.split("/")[0])
+        rules = config.rate_limit.throttle_rules()
+        header_names = config.rate_limit.header_names()
+        policy = RetryPolicy(config, random=self._random)
+        url = self._base + endpoint.lstrip("/")
+        secret = token.get_secret_value()
+        headers = {
+            "Authorization": f"Bearer {secret}",
+            "Accept": "application/json",
+            "User-Agent": f"motion-meta/{__version__}",
+        }
+        timeout = (config.retry.connect_timeout_s, config.retry.read_timeout_s)
+        scopes = request_scopes(customer)
+        waited_s = 0.0
+        attempts = failures = throttles = 0
+        last: Classification | None = None
+        while True:
+            remaining, which = self.cooldowns.remaining_s(scopes)
+            if remaining > 0:
+                if waited_s + remaining > config.throttle.give_up_after_s:
+                    raise _gave_up_throttled(which or APP_SCOPE, remaining, last)
+                log.info("waiting %.1f s for the pause on %s", remaining, which)
+                self._sleep(remaining)
+                waited_s += remaining
+                continue
+            attempts += 1
+            try:
+                response = self._session.get(url, params=params, headers=headers, timeout=timeout)
+            except requests.RequestException as exc:
+                failures += 1
+                problem = _describe_transport_error(exc, url, config.retry.read_timeout_s)
+                if failures >= config.retry.max_attempts:
+                    raise NetworkError(f"{problem} (gave up after {failures} attempts)") from None
+                delay = policy.backoff_s(failures)
+                log.info("%s; retrying in %.2f s", problem, delay)
+                self._sleep(delay)
+                continue
+            usage = parse_usage(response.headers, header_names)
+            body = response.content
+            classification = classify_response(response.status_code, body, usage, rules)
+            if classification is None:
+                return MetaResponse(_decode(body), usage, response.status_code, attempts)
+            last = classification
+            if classification.kind is ErrorKind.THROTTLED:
+                throttles += 1
+            elif classification.kind is ErrorKind.TRANSIENT:
+                failures += 1
+            key = scope_key(classification.scope, customer) if classification.scope else APP_SCOPE
+            decision = policy.decide(classification, failures=failures, throttles=throttles, scope=key)
+            match decision:
+                case PauseScope(scope=pause_scope, duration_s=duration):
+                    scopes.add(pause_scope)
+                    if self.cooldowns.pause(pause_scope, duration):
+                        log.warning(
+                            "Meta throttled %s (%s); pausing it for %.1f s", pause_scope, decision.reason, duration
+                        )
+                case RetryAfter(delay_s=delay):
+                    log.info("transient failure (%s); retrying in %.2f s", decision.reason, delay)
+                    self._sleep(delay)
+                case GiveUp():
+                    raise _error_for(classification, decision.reason, secret)
+
+
+def _pooled_session(max_connections: int) -> requests.Session:
+    session = requests.Session()
+    # One pool as large as our concurrency, blocking rather than opening throwaway connections;
+    # retries are ours to decide, never urllib3's.
+    adapter = HTTPAdapter(pool_connections=2, pool_maxsize=max_connections, max_retries=0, pool_block=True)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    session.trust_env = False  # a stray proxy or .netrc must not see or alter the Authorization header
+    return session
+
+
+def _decode(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except ValueError:
+        raise UpstreamError("Meta answered 2xx with a body that is not JSON") from None
+
+
+def _describe_transport_error(exc: requests.RequestException, url: str, read_timeout_s: float) -> str:
+    # Built from the exception's type and our own URL without its query: the exception text itself
+    # embeds the full URL and must not travel.
+    parts = urlsplit(url)
+    where = f"{parts.scheme}://{parts.netloc}"
+    text = str(exc)
+    if isinstance(exc, requests.ConnectTimeout):
+        return f"connecting to {where} timed out"
+    if isinstance(exc, requests.ReadTimeout):
+        return f"{where} sent no answer within {read_timeout_s:g} s"
+    if isinstance(exc, requests.exceptions.InvalidURL | requests.exceptions.MissingSchema):
+        return f"{where} is not a usable URL"
+    if "Name or service not known" in text or "nodename nor servname" in text or "getaddrinfo" in text:
+        return f"cannot resolve the host of {where}"
+    if "Connection refused" in text:
+        return f"{where} refused the connection"
+    if isinstance(exc, requests.exceptions.ChunkedEncodingError) or "RemoteDisconnected" in text:
+        return f"{where} dropped the connection mid-response"
+    return f"cannot reach {where} ({type(exc).__name__})"
+
+
+def _gave_up_throttled(scope: str, remaining_s: float, last: Classification | None) -> ThrottledError:
+    return ThrottledError(
+        f"still rate limited by Meta on {scope}: the pause has {remaining_s:.0f} s to run; "
+        "try again later (the pause is kept, nothing was sent into it)",
+        last,
+        scope=scope,
+        retry_after_s=remaining_s,
+    )
+
+
+def _error_for(classification: Classification, reason: str, secret: str) -> MetaAPIError:
+    reason = reason.replace(secret, "[token]") if secret else reason
+    kind = classification.kind
+    status = classification.http_status
+    if kind is ErrorKind.AUTH:
+        return CredentialsRejectedError(f"Meta rejected the access token: {reason}", classification)
+    if kind in (ErrorKind.PERMISSION, ErrorKind.POLICY_BLOCK, ErrorKind.INVALID_REQUEST):
+        return RequestRefusedError(f"Meta refused the request ({kind.value}): {reason}", classification)
+    if kind is ErrorKind.TRANSIENT:
+        return UpstreamError(f"Meta kept failing (HTTP {status}): {reason}", classification)
+    return UpstreamError(f"unexpected answer from Meta (HTTP {status}): {reason}", classification)

@@ -1,0 +1,60 @@
+"""MetaUserService: fetch customers' profiles and store them, one result per customer."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+
+from motion_meta_cli.agent import MetaUserAgent
+from motion_meta_cli.errors import MotionMetaError
+from motion_meta_cli.models import FetchResult, utc_now
+from motion_meta_cli.storage.base import CustomerStore
+
+log = logging.getLogger(__name__)
+
+
+class MetaUserService:
+    """Runs fetches for many customers; one failure never stops the others.
+
+        service = MetaUserService(agent, store, fields=("id", "name"), max_workers=8)
+        results = service.run_once(["acme", "globex"])
+    """
+
+    def __init__(
+        self,
+        agent: MetaUserAgent,
+        store: CustomerStore,
+        *,
+        fields: Sequence[str] = ("id", "name"),
+        max_workers: int = 1,
+        now: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self._agent = agent
+        self._store = store
+        self._fields = tuple(fields)
+        self._max_workers = max_workers
+        self._now = now
+
+    def fetch_one(self, customer: str, fields: Sequence[str] | None = None) -> FetchResult:
+        """Fetch and store one customer; failures come back in the result (and are stored in history)."""
+        try:
+            user = self._agent.fetch_me(customer, fields or self._fields)
+            result = FetchResult(customer=customer, fetched_at=self._now(), user=user)
+        except MotionMetaError as exc:
+            log.info("fetching %s failed: %s", customer, exc)
+            result = FetchResult(customer=customer, fetched_at=self._now(), error=exc)
+        except Exception as exc:  # a bug must cost one customer, not the whole run
+            log.exception("fetching %s failed unexpectedly", customer)
+            failure = MotionMetaError(f"internal error while fetching {customer!r}: {type(exc).__name__}")
+            result = FetchResult(customer=customer, fetched_at=self._now(), error=failure)
+        self._store.save_result(result)
+        return result
+
+    def run_once(self, customers: Sequence[str]) -> list[FetchResult]:
+        """Fetch every customer in `customers`, in parallel up to `max_workers`; results in input order."""
+        if self._max_workers <= 1 or len(customers) <= 1:
+            return [self.fetch_one(c) for c in customers]
+        with ThreadPoolExecutor(max_workers=min(self._max_workers, len(customers))) as pool:
+            return list(pool.map(self.fetch_one, customers))

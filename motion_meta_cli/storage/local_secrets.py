@@ -1,0 +1,100 @@
+"""The embedded secrets store: one JSON file, mode 0600, written atomically under a file lock."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import secrets
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from pydantic import SecretStr
+
+from motion_meta_cli.errors import ConfigError, MissingCredentialsError
+from motion_meta_cli.models import iso_utc, utc_now
+from motion_meta_cli.storage.base import SecretRecord
+
+FILE_MODE = 0o600
+
+
+class LocalSecretsStore:
+    """`SecretsStore` in a local file that only its owner can read.
+
+        secrets = LocalSecretsStore(home / "secrets.json")
+        version = secrets.put_secret("acme", token)
+        secrets.get_secret("acme").token.get_secret_value()
+
+    Every write gives the token a new random version id, which the credentials manager keeps in the
+    cache as the validity marker (the token itself never leaves this file).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock_path = path.with_name(path.name + ".lock")
+
+    def get_secret(self, customer: str) -> SecretRecord:
+        """The current token of `customer`; raises MissingCredentialsError."""
+        entry = self._read().get(customer)
+        if not isinstance(entry, dict) or not entry.get("token"):
+            raise MissingCredentialsError(
+                f"no access token stored for customer {customer!r}; "
+                "set META_ACCESS_TOKEN in the environment or .env (it is motion_test_user's token)"
+            )
+        return SecretRecord(token=SecretStr(str(entry["token"])), version=str(entry.get("version", "")))
+
+    def put_secret(self, customer: str, token: str) -> str:
+        """Store a new current token for `customer` and return its version id."""
+        version = secrets.token_hex(12)
+        with self._locked():
+            data = self._read()
+            data[customer] = {"token": token, "version": version, "updated_at": iso_utc(utc_now())}
+            self._write(data)
+        return version
+
+    def has_secret(self, customer: str) -> bool:
+        """Whether a token is stored for `customer`."""
+        entry = self._read().get(customer)
+        return isinstance(entry, dict) and bool(entry.get("token"))
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self._lock_path, os.O_CREAT | os.O_RDWR, FILE_MODE)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def _read(self) -> dict[str, Any]:
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return {}
+        except OSError as exc:
+            raise ConfigError(f"cannot read the secrets file {self.path}: {exc.strerror}") from None
+        try:
+            data = json.loads(text) if text.strip() else {}
+        except json.JSONDecodeError:
+            data = None
+        if not isinstance(data, dict):
+            # Never echo the content: it holds tokens.
+            raise ConfigError(f"the secrets file {self.path} is not valid JSON; fix or remove it")
+        return data
+
+    def _write(self, data: dict[str, Any]) -> None:
+        fd, tmp = tempfile.mkstemp(prefix=".secrets-", dir=self.path.parent)  # mkstemp creates with 0600
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                json.dump(data, handle, indent=2, sort_keys=True)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.chmod(tmp, FILE_MODE)
+            os.replace(tmp, self.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise

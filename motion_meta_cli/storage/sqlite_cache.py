@@ -1,0 +1,128 @@
+"""The embedded cache: a SQLite file shared by every process on this machine."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+
+from motion_meta_cli.storage.sqlite import SQLiteDatabase
+
+_MIGRATIONS = [
+    """
+    CREATE TABLE cache (key TEXT PRIMARY KEY, value TEXT NOT NULL, expires_at REAL);
+    CREATE TABLE locks (name TEXT PRIMARY KEY, owner TEXT NOT NULL, expires_at REAL NOT NULL)
+    """,
+]
+
+LOCK_POLL_S = 0.02
+
+
+class SQLiteCache:
+    """`Cache` on a SQLite file; expiry uses the wall clock, which every local process shares.
+
+        cache = SQLiteCache(home / "cache.db")
+        cache.set("credentials:marker:acme", "v2", ttl_s=3600)
+        with cache.lock("refresh:acme", ttl_s=10):
+            ...
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._db = SQLiteDatabase(path, _MIGRATIONS)
+        self._clock = clock
+        self._sleep = sleep
+
+    def get(self, key: str) -> str | None:
+        """The value, or None when missing or expired."""
+        row = (
+            self._db.connection()
+            .execute(
+                "SELECT value FROM cache WHERE key = ? AND (expires_at IS NULL OR expires_at > ?)",
+                (key, self._clock()),
+            )
+            .fetchone()
+        )
+        return None if row is None else str(row[0])
+
+    def set(self, key: str, value: str, ttl_s: float | None = None) -> None:
+        """Store `value`, expiring after `ttl_s` seconds when given."""
+        expires_at = None if ttl_s is None else self._clock() + ttl_s
+        with self._db.transaction() as conn:
+            conn.execute(
+                "INSERT INTO cache (key, value, expires_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at",
+                (key, value, expires_at),
+            )
+
+    def delete(self, key: str) -> bool:
+        """Remove the key; True when a live value existed."""
+        with self._db.transaction() as conn:
+            cur = conn.execute(
+                "DELETE FROM cache WHERE key = ? AND (expires_at IS NULL OR expires_at > ?)", (key, self._clock())
+            )
+            conn.execute("DELETE FROM cache WHERE expires_at IS NOT NULL AND expires_at <= ?", (self._clock(),))
+            return cur.rowcount > 0
+
+    def lock(self, name: str, ttl_s: float) -> SQLiteLock:
+        """A lease on `name` that lapses after `ttl_s` seconds."""
+        return SQLiteLock(self, name, ttl_s)
+
+    def close(self) -> None:
+        """Close the database connections."""
+        self._db.close()
+
+    def _try_acquire(self, name: str, owner: str, ttl_s: float) -> bool:
+        now = self._clock()
+        with self._db.transaction() as conn:
+            conn.execute("DELETE FROM locks WHERE name = ? AND expires_at <= ?", (name, now))
+            cur = conn.execute(
+                "INSERT OR IGNORE INTO locks (name, owner, expires_at) VALUES (?, ?, ?)", (name, owner, now + ttl_s)
+            )
+            return cur.rowcount == 1
+
+    def _release(self, name: str, owner: str) -> None:
+        with self._db.transaction() as conn:
+            conn.execute("DELETE FROM locks WHERE name = ? AND owner = ?", (name, owner))
+
+
+class SQLiteLock:
+    """A lease in the `locks` table; only its owner can release it, and it lapses at its TTL."""
+
+    def __init__(self, cache: SQLiteCache, name: str, ttl_s: float) -> None:
+        if ttl_s <= 0:
+            raise ValueError("a lock needs a positive TTL")
+        self._cache = cache
+        self.name = name
+        self.ttl_s = ttl_s
+        self._owner = secrets.token_hex(8)
+
+    def acquire(self, blocking: bool = True, timeout_s: float | None = None) -> bool:
+        """Take the lock, waiting up to `timeout_s` (forever when None) if blocking."""
+        deadline = None if timeout_s is None else self._cache._clock() + timeout_s
+        while True:
+            if self._cache._try_acquire(self.name, self._owner, self.ttl_s):
+                return True
+            if not blocking or (deadline is not None and self._cache._clock() >= deadline):
+                return False
+            self._cache._sleep(LOCK_POLL_S)
+
+    def release(self) -> None:
+        """Give the lock back if we still hold it."""
+        self._cache._release(self.name, self._owner)
+
+    def __enter__(self) -> SQLiteLock:
+        self.acquire()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.release()

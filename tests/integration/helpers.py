@@ -1,0 +1,71 @@
+"""Shared pieces of the integration tests: running the CLI as a user would, and tiny stand-in servers."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+
+@dataclass
+class Run:
+    code: int
+    stdout: str
+    stderr: str
+
+
+def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 60) -> Run:
+    """`python -m motion_meta_cli ARGS` in a child process, with the test's environment plus `env`."""
+    full_env = {**os.environ, **(env or {})}
+    done = subprocess.run(
+        [sys.executable, "-m", "motion_meta_cli", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+    return Run(done.returncode, done.stdout, done.stderr)
+
+
+Reply = tuple[int, dict[str, str], bytes]
+
+
+@contextmanager
+def stand_in_server(reply: Callable[[str, dict[str, str]], Reply]) -> Iterator[str]:
+    """An HTTP server on a free port answering every GET with `reply(path, headers)`; yields its URL."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            status, headers, body = reply(self.path, dict(self.headers))
+            self.send_response(status)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def json_reply(status: int, payload: object, headers: dict[str, str] | None = None) -> Reply:
+    """A JSON reply for `stand_in_server`."""
+    return status, {"Content-Type": "application/json", **(headers or {})}, json.dumps(payload).encode()

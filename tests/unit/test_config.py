@@ -1,0 +1,98 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from motion_meta_cli.config import MetaPlatformConfig, Settings, load_settings
+from motion_meta_cli.errors import ConfigError
+
+
+def test_defaults_match_the_documented_ones(home: Path) -> None:
+    settings = load_settings()
+    assert settings.meta_graph_url == "https://graph.facebook.com"
+    assert settings.meta_api_version == "v25.0"
+    assert settings.services_meta_user_concurrent_requests == 1
+    assert settings.motion_meta_home == home
+    assert settings.meta_access_token is None
+    assert settings.platform_for("me") == MetaPlatformConfig()
+
+
+def test_home_defaults_to_the_per_user_app_directory(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MOTION_META_HOME")
+    assert load_settings().motion_meta_home.name == "motion-meta"
+
+
+def test_nested_variables_change_the_platform_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("META_PLATFORM__RETRY__MAX_ATTEMPTS", "7")
+    monkeypatch.setenv("META_PLATFORM__THROTTLE__PAUSE_FLOOR_S", "5")
+    monkeypatch.setenv("META_PLATFORM__RATE_LIMIT__APP_CODES", "[4, 341]")
+    platform = load_settings().platform_for("me")
+    assert platform.retry.max_attempts == 7
+    assert platform.throttle.pause_floor_s == 5
+    assert platform.rate_limit.throttle_rules().app_codes == frozenset({4, 341})
+
+
+def test_endpoint_override_is_merged_over_the_platform(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("META_PLATFORM__RETRY__MAX_ATTEMPTS", "7")
+    monkeypatch.setenv("META_ENDPOINTS__ME__RETRY__BACKOFF_CAP_S", "3")
+    settings = load_settings()
+    me = settings.platform_for("me")
+    assert me.retry.backoff_cap_s == 3
+    assert me.retry.max_attempts == 7, "keys the override leaves out come from the platform"
+    assert settings.platform_for("insights").retry.backoff_cap_s == 30
+
+
+def test_blocks_can_be_given_as_json(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("META_PLATFORM", '{"retry": {"max_attempts": 2}}')
+    assert load_settings().meta_platform.retry.max_attempts == 2
+
+
+def test_dotenv_file_in_the_working_directory_is_read(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("META_API_VERSION=v24.0\nMETA_ACCESS_TOKEN=EAAfromdotenv\n")
+    settings = load_settings()
+    assert settings.meta_api_version == "v24.0"
+    assert settings.meta_access_token is not None
+    assert settings.meta_access_token.get_secret_value() == "EAAfromdotenv"
+    assert "EAAfromdotenv" not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("META_GRAPH_URL", "not a url", "META_GRAPH_URL"),
+        ("META_GRAPH_URL", "ftp://graph.facebook.com", "META_GRAPH_URL"),
+        ("META_API_VERSION", "25", "META_API_VERSION"),
+        ("META_ACCESS_TOKEN", "   ", "META_ACCESS_TOKEN is empty"),
+        ("SERVICES_META_USER_CONCURRENT_REQUESTS", "0", "SERVICES_META_USER_CONCURRENT_REQUESTS"),
+        ("META_PLATFORM__RETRY__MAX_ATTEMPTS", "many", "META_PLATFORM__RETRY__MAX_ATTEMPTS"),
+        ("META_PLATFORM__RETRY__MAX_ATEMPTS", "3", "META_PLATFORM__RETRY__MAX_ATEMPTS is not a setting"),
+        ("META_PLATFORM__THROTTLE__PAUSE_FLOOR_S", "5000", "pause_floor_s must not exceed pause_cap_s"),
+        ("META_ENDPOINTS__ME__RETRY__JITTER_RATIO", "2", "META_ENDPOINTS__ME__RETRY__JITTER_RATIO Input should be less than"),
+        ("MOTION_META_LOG_LEVEL", "chatty", "MOTION_META_LOG_LEVEL"),
+    ],
+)
+def test_invalid_values_fail_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, expected: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    message = str(caught.value)
+    assert message.startswith("invalid configuration:")
+    assert expected in message
+    assert "\n" not in message
+
+
+def test_unknown_key_in_dotenv_fails_loudly(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("META_GRAF_URL=http://x\n")
+    with pytest.raises(ConfigError, match="META_GRAF_URL is not a setting"):
+        load_settings()
+
+
+def test_graph_url_loses_its_trailing_slash() -> None:
+    assert Settings(meta_graph_url="http://127.0.0.1:9/").meta_graph_url == "http://127.0.0.1:9"
+
+
+def test_user_fields_are_split() -> None:
+    assert Settings(meta_user_fields="id, name,,email").user_fields == ("id", "name", "email")

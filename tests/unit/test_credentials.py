@@ -1,0 +1,142 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+
+from motion_meta_cli.credentials import CredentialsManager, marker_key
+from motion_meta_cli.errors import CredentialsRejectedError, MissingCredentialsError
+from motion_meta_cli.storage.base import SecretRecord
+from motion_meta_cli.storage.local_secrets import LocalSecretsStore
+from motion_meta_cli.storage.sqlite_cache import SQLiteCache
+
+
+class CountingSecrets(LocalSecretsStore):
+    """The real local store, counting reads."""
+
+    reads = 0
+
+    def get_secret(self, customer: str) -> SecretRecord:
+        self.reads += 1
+        return super().get_secret(customer)
+
+
+@pytest.fixture
+def secrets(tmp_path: Path) -> CountingSecrets:
+    return CountingSecrets(tmp_path / "secrets.json")
+
+
+@pytest.fixture
+def cache(tmp_path: Path) -> SQLiteCache:
+    return SQLiteCache(tmp_path / "cache.db")
+
+
+def test_unchanged_marker_serves_the_token_from_memory(secrets: CountingSecrets, cache: SQLiteCache) -> None:
+    version = secrets.put_secret("acme", "EAAone")
+    creds = CredentialsManager(secrets, cache)
+    assert creds.token("acme").get_secret_value() == "EAAone"
+    assert cache.get(marker_key("acme")) == version, "the marker is the secret's version id"
+    for _ in range(5):
+        creds.token("acme")
+    assert secrets.reads == 1
+
+
+def test_deleted_marker_makes_every_instance_reread(secrets: CountingSecrets, cache: SQLiteCache) -> None:
+    secrets.put_secret("acme", "EAAone")
+    a, b = CredentialsManager(secrets, cache), CredentialsManager(secrets, cache)
+    assert a.token("acme").get_secret_value() == "EAAone"
+    assert b.token("acme").get_secret_value() == "EAAone"
+    secrets.put_secret("acme", "EAAtwo")  # rotation: new version first ...
+    assert a.token("acme").get_secret_value() == "EAAone", "no marker change yet, memory copy stays"
+    assert a.expire("acme") is True  # ... then delete the marker
+    assert a.token("acme").get_secret_value() == "EAAtwo"
+    assert b.token("acme").get_secret_value() == "EAAtwo"
+
+
+def test_changed_marker_forces_a_reread(secrets: CountingSecrets, cache: SQLiteCache) -> None:
+    secrets.put_secret("acme", "EAAone")
+    creds = CredentialsManager(secrets, cache)
+    creds.token("acme")
+    cache.set(marker_key("acme"), "something-else")
+    creds.token("acme")
+    assert secrets.reads == 2
+    creds.token("acme")
+    assert secrets.reads == 2, "after the reread the marker matches again"
+
+
+def test_the_token_is_never_written_to_the_cache(tmp_path: Path, secrets: CountingSecrets) -> None:
+    cache = SQLiteCache(tmp_path / "cache.db")
+    secrets.put_secret("acme", "EAAcanaryToken123")
+    CredentialsManager(secrets, cache).token("acme")
+    cache.close()
+    for path in tmp_path.glob("cache.db*"):
+        assert b"EAAcanaryToken123" not in path.read_bytes()
+
+
+def test_missing_credentials_raise(secrets: CountingSecrets, cache: SQLiteCache) -> None:
+    with pytest.raises(MissingCredentialsError):
+        CredentialsManager(secrets, cache).token("nobody")
+
+
+def test_rejected_token_is_reread_and_retried_once_when_it_changed(
+    secrets: CountingSecrets, cache: SQLiteCache
+) -> None:
+    secrets.put_secret("acme", "EAAold")
+    creds = CredentialsManager(secrets, cache)
+    creds.token("acme")
+    secrets.put_secret("acme", "EAAnew")  # rotated, but nobody expired the marker
+    seen: list[str] = []
+
+    def request(token: SecretStr) -> str:
+        seen.append(token.get_secret_value())
+        if token.get_secret_value() == "EAAold":
+            raise CredentialsRejectedError("(#190) expired")
+        return "ok"
+
+    assert creds.call("acme", request) == "ok"
+    assert seen == ["EAAold", "EAAnew"]
+
+
+def test_rejected_token_with_nothing_newer_is_reported_without_a_retry(
+    secrets: CountingSecrets, cache: SQLiteCache
+) -> None:
+    secrets.put_secret("acme", "EAAold")
+    calls = 0
+
+    def request(token: SecretStr) -> str:
+        nonlocal calls
+        calls += 1
+        raise CredentialsRejectedError("(#190/463) Session has expired")
+
+    with pytest.raises(CredentialsRejectedError, match="rejected the access token of customer 'acme'"):
+        CredentialsManager(secrets, cache).call("acme", request)
+    assert calls == 1, "re-sending a token Meta just rejected only spends quota"
+    assert secrets.reads == 2, "the secrets store was read again once"
+
+
+def test_a_new_token_rejected_too_is_reported(secrets: CountingSecrets, cache: SQLiteCache) -> None:
+    secrets.put_secret("acme", "EAAold")
+    creds = CredentialsManager(secrets, cache)
+    creds.token("acme")
+    secrets.put_secret("acme", "EAAalsobad")
+    calls = 0
+
+    def request(token: SecretStr) -> str:
+        nonlocal calls
+        calls += 1
+        raise CredentialsRejectedError("(#190) invalid")
+
+    with pytest.raises(CredentialsRejectedError, match="store a new token"):
+        creds.call("acme", request)
+    assert calls == 2
+
+
+def test_held_age_is_reported(secrets: CountingSecrets, cache: SQLiteCache) -> None:
+    now = [100.0]
+    secrets.put_secret("acme", "EAAx")
+    creds = CredentialsManager(secrets, cache, clock=lambda: now[0])
+    assert creds.held_age_s("acme") is None
+    creds.token("acme")
+    now[0] += 42
+    assert creds.held_age_s("acme") == 42
