@@ -52,8 +52,8 @@ def parse_fields(text: str) -> tuple[str, ...]:
 class MetaUserAgent:
     """Fetches `/me` for a customer through the request manager, with the customer's credentials.
 
-        agent = MetaUserAgent(request_manager, credentials)
-        user = agent.fetch_me("acme", fields=("id", "name", "email"))
+    agent = MetaUserAgent(request_manager, credentials)
+    user = agent.fetch_me("acme", fields=("id", "name", "email"))
     """
 
     def __init__(self, requests: MetaRequestManager, credentials: CredentialsManager) -> None:

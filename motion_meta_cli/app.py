@@ -1,8 +1,8 @@
 """AppHandler: builds every part from `Settings` and runs fetches on demand.
 
-    with AppHandler.from_settings(load_settings()) as app:
-        result = app.fetch("motion_test_user", fields=("id", "name"))
-        results = app.handle_request()          # every active customer
+with AppHandler.from_settings(load_settings()) as app:
+    result = app.fetch("motion_test_user", fields=("id", "name"))
+    results = app.handle_request()          # every active customer
 """
 
 from __future__ import annotations

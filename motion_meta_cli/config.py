@@ -16,7 +16,15 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from motion_meta_cli.errors import ConfigError
@@ -55,6 +63,11 @@ class RateLimitIdentification(BaseModel):
     ad_account_usage_header: str = "X-Ad-Account-Usage"
     insights_throttle_header: str = "X-FB-Ads-Insights-Throttle"
     page_usage_header: str = "X-Page-Usage"
+
+    @model_validator(mode="after")
+    def _rules_are_consistent(self) -> RateLimitIdentification:
+        self.throttle_rules()  # raises ValueError when a code is listed under two scopes
+        return self
 
     def throttle_rules(self) -> ThrottleRules:
         """The classifier's view of these codes."""

@@ -70,7 +70,11 @@ class FetchResult:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form: the user's fields on success, the error's kind and message on failure."""
-        out: dict[str, Any] = {"customer": self.customer, "ok": self.ok, "fetched_at": iso_utc(self.fetched_at)}
+        out: dict[str, Any] = {
+            "customer": self.customer,
+            "ok": self.ok,
+            "fetched_at": iso_utc(self.fetched_at),
+        }
         if self.user is not None:
             out.update(self.user.fields())
         if self.error is not None:

@@ -1,8 +1,8 @@
 """The retry policy: given what Meta said, decide what to do. Pure; the request manager acts on it.
 
-    policy = RetryPolicy(platform_config)
-    policy.decide(classification, failures=1, throttles=0, scope="app")
-    # -> RetryAfter(0.43, ...) | PauseScope("app", 60.0, ...) | GiveUp(...)
+policy = RetryPolicy(platform_config)
+policy.decide(classification, failures=1, throttles=0, scope="app")
+# -> RetryAfter(0.43, ...) | PauseScope("app", 60.0, ...) | GiveUp(...)
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ class RetryPolicy:
     def backoff_s(self, failures: int) -> float:
         """Delay before retry number `failures` (1-based): base × 2^(n-1), capped, minus up to jitter_ratio."""
         ceiling = min(self._retry.backoff_cap_s, self._retry.backoff_base_s * 2 ** max(failures - 1, 0))
-        return ceiling * (1 - self._retry.jitter_ratio * self._random())
+        return float(ceiling * (1 - self._retry.jitter_ratio * self._random()))
 
     def throttle_pause_s(self, throttles: int, eta_s: float | None) -> float:
         """How long a scope pauses after its `throttles`-th consecutive throttle (1-based)."""
@@ -66,7 +66,7 @@ class RetryPolicy:
             return eta_s
         base = min(self._throttle.pause_cap_s, self._throttle.pause_floor_s * 2 ** max(throttles - 1, 0))
         # Jitter only upwards, and only a little: a pause shorter than the floor invites another throttle.
-        return min(self._throttle.pause_cap_s, base * (1 + self._retry.jitter_ratio * self._random() / 4))
+        return float(min(self._throttle.pause_cap_s, base * (1 + self._retry.jitter_ratio * self._random() / 4)))
 
     def decide(self, classification: Classification, *, failures: int, throttles: int, scope: str) -> Decision:
         """What to do after a failed attempt: `failures` counts transient failures so far, `throttles` throttles."""

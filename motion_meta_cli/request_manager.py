@@ -171,7 +171,10 @@ class MetaRequestManager:
                     scopes.add(pause_scope)
                     if self.cooldowns.pause(pause_scope, duration):
                         log.warning(
-                            "Meta throttled %s (%s); pausing it for %.1f s", pause_scope, decision.reason, duration
+                            "Meta throttled %s (%s); pausing it for %.1f s",
+                            pause_scope,
+                            decision.reason,
+                            duration,
                         )
                 case RetryAfter(delay_s=delay):
                     log.info("transient failure (%s); retrying in %.2f s", decision.reason, delay)

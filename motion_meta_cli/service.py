@@ -18,8 +18,8 @@ log = logging.getLogger(__name__)
 class MetaUserService:
     """Runs fetches for many customers; one failure never stops the others.
 
-        service = MetaUserService(agent, store, fields=("id", "name"), max_workers=8)
-        results = service.run_once(["acme", "globex"])
+    service = MetaUserService(agent, store, fields=("id", "name"), max_workers=8)
+    results = service.run_once(["acme", "globex"])
     """
 
     def __init__(

@@ -14,11 +14,12 @@ def emulator(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on (0 picks a free one).")] = 8765,
     app_limit: Annotated[
-        int | None, typer.Option("--app-limit", min=1, help="Calls per window for the whole app (default: none).")
+        int | None,
+        typer.Option("--app-limit", min=1, help="Calls per window for the whole app (default: none)."),
     ] = None,
     window_s: Annotated[float, typer.Option("--window-s", min=0.01, help="Rolling window length, seconds.")] = 3600.0,
     users: Annotated[
-        Path | None, typer.Option("--users", help="JSON file of users: {\"users\": [{\"token\", \"id\", \"name\"}]}.")
+        Path | None, typer.Option("--users", help='JSON file of users: {"users": [{"token", "id", "name"}]}.')
     ] = None,
     accept_any_token: Annotated[
         bool, typer.Option("--accept-any-token", help="Answer any EAA... token with a user derived from it.")
@@ -26,17 +27,17 @@ def emulator(
 ) -> None:
     """Serve a local Graph API emulator until interrupted."""
     with reported_errors():
-        from dataclasses import replace
-
-        from motion_meta_cli.emulator import EmulatorConfig, GraphEmulator, UserDirectory, default_users, load_users
+        from motion_meta_cli.emulator import EmulatorConfig, GraphEmulator, default_directory, load_users
 
         try:
-            directory = load_users(users) if users is not None else UserDirectory(default_users())
+            directory = (
+                load_users(users, accept_any_token=accept_any_token)
+                if users is not None
+                else default_directory(accept_any_token=accept_any_token)
+            )
         except ValueError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from None
-        if accept_any_token:
-            directory = replace(directory, accept_any_token=True)
         config = EmulatorConfig(app_limit=app_limit, window_s=window_s, users=directory)
         try:
             server = GraphEmulator(config, host=host, port=port)

@@ -38,9 +38,7 @@ def reported_errors() -> Iterator[None]:
     except Exception as exc:
         if debugging():
             raise
-        typer.echo(
-            f"error: unexpected {type(exc).__name__}; run again with {DEBUG_VARIABLE}=1 for details", err=True
-        )
+        typer.echo(f"error: unexpected {type(exc).__name__}; run again with {DEBUG_VARIABLE}=1 for details", err=True)
         raise typer.Exit(ExitCode.INTERNAL) from None
 
 

@@ -14,7 +14,8 @@ DEMO_CUSTOMER = "motion_test_user"
 def fetch(
     customer: Annotated[str, typer.Option("--customer", "-c", help="Customer to fetch.")] = DEMO_CUSTOMER,
     fields: Annotated[
-        str | None, typer.Option("--fields", help="Comma-separated /me fields; id and name are always included.")
+        str | None,
+        typer.Option("--fields", help="Comma-separated /me fields; id and name are always included."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table.")] = False,
 ) -> None:

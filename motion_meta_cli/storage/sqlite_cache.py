@@ -23,10 +23,10 @@ LOCK_POLL_S = 0.02
 class SQLiteCache:
     """`Cache` on a SQLite file; expiry uses the wall clock, which every local process shares.
 
-        cache = SQLiteCache(home / "cache.db")
-        cache.set("credentials:marker:acme", "v2", ttl_s=3600)
-        with cache.lock("refresh:acme", ttl_s=10):
-            ...
+    cache = SQLiteCache(home / "cache.db")
+    cache.set("credentials:marker:acme", "v2", ttl_s=3600)
+    with cache.lock("refresh:acme", ttl_s=10):
+        ...
     """
 
     def __init__(
@@ -66,7 +66,8 @@ class SQLiteCache:
         """Remove the key; True when a live value existed."""
         with self._db.transaction() as conn:
             cur = conn.execute(
-                "DELETE FROM cache WHERE key = ? AND (expires_at IS NULL OR expires_at > ?)", (key, self._clock())
+                "DELETE FROM cache WHERE key = ? AND (expires_at IS NULL OR expires_at > ?)",
+                (key, self._clock()),
             )
             conn.execute("DELETE FROM cache WHERE expires_at IS NOT NULL AND expires_at <= ?", (self._clock(),))
             return cur.rowcount > 0
@@ -84,7 +85,8 @@ class SQLiteCache:
         with self._db.transaction() as conn:
             conn.execute("DELETE FROM locks WHERE name = ? AND expires_at <= ?", (name, now))
             cur = conn.execute(
-                "INSERT OR IGNORE INTO locks (name, owner, expires_at) VALUES (?, ?, ?)", (name, owner, now + ttl_s)
+                "INSERT OR IGNORE INTO locks (name, owner, expires_at) VALUES (?, ?, ?)",
+                (name, owner, now + ttl_s),
             )
             return cur.rowcount == 1
 

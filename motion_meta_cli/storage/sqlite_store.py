@@ -39,9 +39,9 @@ def _micros(moment: datetime) -> int:
 class SQLiteCustomerStore:
     """`CustomerStore` on a SQLite file; the demo customer exists from the first run.
 
-        store = SQLiteCustomerStore(home / "store.db")
-        store.save_result(result)            # history row, and the snapshot unless a newer one is stored
-        store.latest("motion_test_user")
+    store = SQLiteCustomerStore(home / "store.db")
+    store.save_result(result)            # history row, and the snapshot unless a newer one is stored
+    store.latest("motion_test_user")
     """
 
     def __init__(self, path: Path) -> None:

@@ -68,7 +68,11 @@ def test_dotenv_file_in_the_working_directory_is_read(tmp_path: Path) -> None:
         ("META_PLATFORM__RETRY__MAX_ATTEMPTS", "many", "META_PLATFORM__RETRY__MAX_ATTEMPTS"),
         ("META_PLATFORM__RETRY__MAX_ATEMPTS", "3", "META_PLATFORM__RETRY__MAX_ATEMPTS is not a setting"),
         ("META_PLATFORM__THROTTLE__PAUSE_FLOOR_S", "5000", "pause_floor_s must not exceed pause_cap_s"),
-        ("META_ENDPOINTS__ME__RETRY__JITTER_RATIO", "2", "META_ENDPOINTS__ME__RETRY__JITTER_RATIO Input should be less than"),
+        (
+            "META_ENDPOINTS__ME__RETRY__JITTER_RATIO",
+            "2",
+            "META_ENDPOINTS__ME__RETRY__JITTER_RATIO Input should be less than",
+        ),
         ("MOTION_META_LOG_LEVEL", "chatty", "MOTION_META_LOG_LEVEL"),
     ],
 )

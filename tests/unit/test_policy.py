@@ -58,7 +58,13 @@ def test_decide_retries_transient_until_attempts_run_out() -> None:
 
 @pytest.mark.parametrize(
     "kind",
-    [ErrorKind.AUTH, ErrorKind.PERMISSION, ErrorKind.POLICY_BLOCK, ErrorKind.INVALID_REQUEST, ErrorKind.UNKNOWN],
+    [
+        ErrorKind.AUTH,
+        ErrorKind.PERMISSION,
+        ErrorKind.POLICY_BLOCK,
+        ErrorKind.INVALID_REQUEST,
+        ErrorKind.UNKNOWN,
+    ],
 )
 def test_decide_never_retries_what_retrying_cannot_fix(kind: ErrorKind) -> None:
     assert isinstance(RetryPolicy(_config()).decide(_cls(kind), failures=1, throttles=0, scope="app"), GiveUp)

@@ -191,7 +191,9 @@ def test_a_2xx_body_that_is_not_json_is_an_upstream_error() -> None:
 
 @responses.activate
 def test_transport_errors_are_retried_then_raised_without_the_url_query() -> None:
-    leaky = requests.ConnectionError(f"Max retries exceeded with url: /v25.0/me?access_token={TOKEN.get_secret_value()}")
+    leaky = requests.ConnectionError(
+        f"Max retries exceeded with url: /v25.0/me?access_token={TOKEN.get_secret_value()}"
+    )
     for _ in range(3):
         responses.get(ME, body=leaky)
     clock = Clock()

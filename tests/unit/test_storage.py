@@ -7,8 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from motion_meta_cli.errors import ConfigError, MissingCredentialsError, MotionMetaError, UnknownCustomerError
-from motion_meta_cli.errors import UsageError
+from motion_meta_cli.errors import (
+    ConfigError,
+    MissingCredentialsError,
+    MotionMetaError,
+    UnknownCustomerError,
+    UsageError,
+)
 from motion_meta_cli.models import FetchResult, MetaUser
 from motion_meta_cli.storage.local_secrets import LocalSecretsStore
 from motion_meta_cli.storage.sqlite_cache import SQLiteCache
