@@ -25,7 +25,7 @@ class SQLiteDatabase:
         self.path = path
         self._migrations = migrations
         self._local = threading.local()
-        self._all: list[sqlite3.Connection] = []
+        self._all: dict[int, sqlite3.Connection] = {}
         self._guard = threading.Lock()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -39,15 +39,29 @@ class SQLiteDatabase:
         """This thread's connection."""
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+            # check_same_thread=False only so close() and the pruning below may close another thread's
+            # connection; each connection is otherwise used by the thread that opened it.
+            conn = sqlite3.connect(
+                self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+            )
             conn.row_factory = sqlite3.Row
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
             self._local.conn = conn
             with self._guard:
-                self._all.append(conn)
+                self._prune_dead_threads()
+                stale = self._all.pop(threading.get_ident(), None)  # a dead thread's id, reused
+                if stale is not None:
+                    stale.close()
+                self._all[threading.get_ident()] = conn
         return conn
+
+    def _prune_dead_threads(self) -> None:
+        # Worker threads come and go (a pool per run); their connections must not pile up.
+        alive = {thread.ident for thread in threading.enumerate()}
+        for ident in [ident for ident in self._all if ident not in alive]:
+            self._all.pop(ident).close()
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -64,7 +78,7 @@ class SQLiteDatabase:
     def close(self) -> None:
         """Close every thread's connection."""
         with self._guard:
-            for conn in self._all:
+            for conn in self._all.values():
                 conn.close()
             self._all.clear()
         self._local = threading.local()
