@@ -28,13 +28,14 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from motion_meta_cli.errors import ConfigError
-from motion_meta_cli.meta import ThrottleRules, UsageHeaderNames
+from motion_meta_cli.meta import DEFAULT_THROTTLE_RULES, ThrottleRules, UsageHeaderNames
 
 DEMO_CUSTOMER = "motion_test_user"
 DEFAULT_GRAPH_URL = "https://graph.facebook.com"
 DEFAULT_API_VERSION = "v25.0"
 
 _FROZEN = ConfigDict(extra="forbid", frozen=True)
+_HEADERS = UsageHeaderNames()
 
 
 class RateLimitIdentification(BaseModel):
@@ -42,27 +43,17 @@ class RateLimitIdentification(BaseModel):
 
     model_config = _FROZEN
 
-    app_codes: list[int] = [4, 341, 613]
-    user_codes: list[int] = [17]
-    page_codes: list[int] = [32]
-    business_use_case_codes: dict[int, str] = {
-        80000: "ads_insights",
-        80001: "pages",
-        80002: "instagram",
-        80003: "custom_audience",
-        80004: "ads_management",
-        80005: "leadgen",
-        80006: "messenger",
-        80008: "whatsapp_business_management",
-        80009: "catalog_management",
-        80014: "catalog_batch",
-    }
-    ad_account_subcodes: list[int] = [2446079, 1487742]
-    app_usage_header: str = "X-App-Usage"
-    business_use_case_usage_header: str = "X-Business-Use-Case-Usage"
-    ad_account_usage_header: str = "X-Ad-Account-Usage"
-    insights_throttle_header: str = "X-FB-Ads-Insights-Throttle"
-    page_usage_header: str = "X-Page-Usage"
+    # Defaults come from the protocol layer, the one place that knows Meta's codes and header names.
+    app_codes: list[int] = sorted(DEFAULT_THROTTLE_RULES.app_codes)
+    user_codes: list[int] = sorted(DEFAULT_THROTTLE_RULES.user_codes)
+    page_codes: list[int] = sorted(DEFAULT_THROTTLE_RULES.page_codes)
+    business_use_case_codes: dict[int, str] = dict(DEFAULT_THROTTLE_RULES.business_use_case_codes)
+    ad_account_subcodes: list[int] = sorted(DEFAULT_THROTTLE_RULES.ad_account_subcodes)
+    app_usage_header: str = _HEADERS.app
+    business_use_case_usage_header: str = _HEADERS.business_use_case
+    ad_account_usage_header: str = _HEADERS.ad_account
+    insights_throttle_header: str = _HEADERS.insights
+    page_usage_header: str = _HEADERS.page
 
     @model_validator(mode="after")
     def _rules_are_consistent(self) -> RateLimitIdentification:

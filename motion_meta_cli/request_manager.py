@@ -39,8 +39,10 @@ from motion_meta_cli.meta import (
     Classification,
     ErrorKind,
     ScopeKind,
+    ThrottleRules,
     ThrottleScope,
     Usage,
+    UsageHeaderNames,
     classify_response,
     parse_usage,
 )
@@ -103,10 +105,25 @@ class MetaRequestManager:
         self._clock = clock
         self._random = random
         self.cooldowns: Cooldowns = cooldowns or LocalCooldowns(clock)
+        self._setups: dict[str, tuple[MetaPlatformConfig, ThrottleRules, UsageHeaderNames, RetryPolicy]] = {}
 
     def close(self) -> None:
         """Close pooled connections."""
         self._session.close()
+
+    def _setup(self, endpoint: str) -> tuple[MetaPlatformConfig, ThrottleRules, UsageHeaderNames, RetryPolicy]:
+        # Built once per endpoint: settings do not change while the process runs.
+        setup = self._setups.get(endpoint)
+        if setup is None:
+            config = self._config_for(endpoint)
+            setup = (
+                config,
+                config.rate_limit.throttle_rules(),
+                config.rate_limit.header_names(),
+                RetryPolicy(config, random=self._random),
+            )
+            self._setups[endpoint] = setup
+        return setup
 
     def get(
         self,
@@ -117,10 +134,7 @@ class MetaRequestManager:
         customer: str | None = None,
     ) -> MetaResponse:
         """GET `endpoint` (e.g. `me`) with `token`, waiting out pauses and retrying what can be retried."""
-        config = self._config_for(endpoint.split("/")[0])
-        rules = config.rate_limit.throttle_rules()
-        header_names = config.rate_limit.header_names()
-        policy = RetryPolicy(config, random=self._random)
+        config, rules, header_names, policy = self._setup(endpoint.split("/")[0])
         url = self._base + endpoint.lstrip("/")
         secret = token.get_secret_value()
         headers = {
