@@ -5,7 +5,8 @@
     │   └── InvalidFieldsError      2  --fields that Meta would reject
     ├── ConfigError                 3  a setting is invalid, or local state cannot be used
     │   ├── UnknownCustomerError    3  no such customer in the customer store
-    │   └── MissingCredentialsError 3  no token stored for the customer
+    │   └── MissingCredentialsError 3  no token stored for the customer (or the secret has no token)
+    ├── BackendUnavailableError     8  Redis, DynamoDB or Secrets Manager cannot be reached right now
     ├── MetaAPIError                6  Meta (or the network to it) failed us; carries the classification
     │   ├── CredentialsRejectedError 4 Meta refused the customer's token (190, 102, 492)
     │   ├── ThrottledError          5  still rate limited when we stopped waiting; `retry_after_s` says how long
@@ -35,6 +36,7 @@ class ExitCode:
     THROTTLED = 5
     UPSTREAM = 6
     REFUSED = 7
+    BACKEND_UNAVAILABLE = 8
 
 
 class MotionMetaError(Exception):
@@ -81,6 +83,13 @@ class MissingCredentialsError(ConfigError):
     """No access token is stored for the customer."""
 
     kind = "missing_credentials"
+
+
+class BackendUnavailableError(MotionMetaError):
+    """A configured backend (Redis, DynamoDB, Secrets Manager) did not answer; nothing was lost."""
+
+    exit_code = ExitCode.BACKEND_UNAVAILABLE
+    kind = "backend_unavailable"
 
 
 class MetaAPIError(MotionMetaError):
