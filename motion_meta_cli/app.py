@@ -1,8 +1,11 @@
 """AppHandler: builds every part from `Settings` and runs fetches on demand.
 
-with AppHandler.from_settings(load_settings()) as app:
-    result = app.fetch("motion_test_user", fields=("id", "name"))
-    results = app.handle_request()          # every active customer
+    with AppHandler.from_settings(load_settings()) as app:
+        result = app.fetch("motion_test_user", fields=("id", "name"))
+        results = app.handle_request()          # every active customer
+
+Parts are built on first use, so a command that only lists customers never connects to Redis or
+Secrets Manager.
 """
 
 from __future__ import annotations
@@ -10,20 +13,20 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from functools import cached_property
 from types import TracebackType
 
 import requests
 
 from motion_meta_cli.agent import MetaUserAgent, normalize_fields
+from motion_meta_cli.backends import build_cache, build_secrets, build_store
 from motion_meta_cli.config import DEMO_CUSTOMER, Settings
 from motion_meta_cli.credentials import CredentialsManager
-from motion_meta_cli.errors import MissingCredentialsError
+from motion_meta_cli.errors import MissingCredentialsError, UnknownCustomerError
 from motion_meta_cli.models import FetchResult
 from motion_meta_cli.request_manager import MetaRequestManager
 from motion_meta_cli.service import MetaUserService
-from motion_meta_cli.storage.local_secrets import LocalSecretsStore
-from motion_meta_cli.storage.sqlite_cache import SQLiteCache
-from motion_meta_cli.storage.sqlite_store import SQLiteCustomerStore
+from motion_meta_cli.storage.base import Cache, CustomerStore, SecretsStore
 
 log = logging.getLogger(__name__)
 
@@ -39,40 +42,72 @@ class AppHandler:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.settings = settings
-        home = settings.motion_meta_home
-        self.cache = SQLiteCache(home / "cache.db")
-        self.store = SQLiteCustomerStore(home / "store.db")
-        self.secrets = LocalSecretsStore(home / "secrets.json")
-        self.credentials = CredentialsManager(self.secrets, self.cache)
-        self.requests = MetaRequestManager(
-            graph_url=settings.meta_graph_url,
-            api_version=settings.meta_api_version,
-            config_for=settings.platform_for,
-            max_connections=settings.motion_meta_concurrency,
-            session=session,
-            sleep=sleep,
-        )
-        self.agent = MetaUserAgent(self.requests, self.credentials)
-        self.service = MetaUserService(
-            self.agent,
-            self.store,
-            fields=normalize_fields(settings.user_fields),
-            max_workers=settings.motion_meta_concurrency,
-        )
-        self._seed_demo_customer()
+        self._session = session
+        self._sleep = sleep
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AppHandler:
         """The application as configured."""
         return cls(settings)
 
+    @cached_property
+    def cache(self) -> Cache:
+        """Markers, locks and (later) shared cooldowns."""
+        return build_cache(self.settings)
+
+    @cached_property
+    def store(self) -> CustomerStore:
+        """Customers, snapshots and history."""
+        return build_store(self.settings)
+
+    @cached_property
+    def secrets(self) -> SecretsStore:
+        """Where tokens live."""
+        return build_secrets(self.settings)
+
+    @cached_property
+    def credentials(self) -> CredentialsManager:
+        """Tokens with validity markers; seeds the demo customer from META_ACCESS_TOKEN first."""
+        manager = CredentialsManager(self.secrets, self.cache)
+        self._seed_demo_customer(manager)
+        return manager
+
+    @cached_property
+    def requests(self) -> MetaRequestManager:
+        """HTTP to the Graph API."""
+        return MetaRequestManager(
+            graph_url=self.settings.meta_graph_url,
+            api_version=self.settings.meta_api_version,
+            config_for=self.settings.platform_for,
+            max_connections=self.settings.motion_meta_concurrency,
+            session=self._session,
+            sleep=self._sleep,
+        )
+
+    @cached_property
+    def agent(self) -> MetaUserAgent:
+        """Fetches `/me` with a customer's credentials."""
+        return MetaUserAgent(self.requests, self.credentials)
+
+    @cached_property
+    def service(self) -> MetaUserService:
+        """Fetches and stores many customers."""
+        return MetaUserService(
+            self.agent,
+            self.store,
+            fields=normalize_fields(self.settings.user_fields),
+            max_workers=self.settings.motion_meta_concurrency,
+        )
+
     def fetch(self, customer: str, fields: Sequence[str] | None = None) -> FetchResult:
         """Fetch and store one customer (which must exist); the result carries any error."""
+        self.credentials  # noqa: B018 - seeds the demo customer before it is looked up
         self.store.get_customer(customer)
         return self.service.fetch_one(customer, normalize_fields(fields) if fields else None)
 
     def handle_request(self, customers: Sequence[str] | None = None) -> list[FetchResult]:
         """Fetch and store `customers` (default: every active customer); one result each."""
+        self.credentials  # noqa: B018 - seeds the demo customer before customers are listed
         if customers is None:
             names = [c.name for c in self.store.list_customers()]
         else:
@@ -80,10 +115,13 @@ class AppHandler:
         return self.service.run_once(names)
 
     def close(self) -> None:
-        """Release connections and files."""
-        self.requests.close()
-        self.cache.close()
-        self.store.close()
+        """Release connections and files of the parts that were built."""
+        built = self.__dict__
+        if "requests" in built:
+            self.requests.close()
+        for name in ("cache", "store"):
+            if name in built:
+                built[name].close()
 
     def __enter__(self) -> AppHandler:
         return self
@@ -93,17 +131,19 @@ class AppHandler:
     ) -> None:
         self.close()
 
-    def _seed_demo_customer(self) -> None:
+    def _seed_demo_customer(self, credentials: CredentialsManager) -> None:
         # As in the original demo: META_ACCESS_TOKEN is the demo customer's token.
         token = self.settings.meta_access_token
         if token is None:
             return
-        self.store.add_customer(DEMO_CUSTOMER)
+        try:
+            self.store.get_customer(DEMO_CUSTOMER)
+        except UnknownCustomerError:
+            self.store.add_customer(DEMO_CUSTOMER)
         try:
             current = self.secrets.get_secret(DEMO_CUSTOMER).token.get_secret_value()
         except MissingCredentialsError:
             current = None
         if current != token.get_secret_value():
-            self.secrets.put_secret(DEMO_CUSTOMER, token.get_secret_value())
-            self.credentials.expire(DEMO_CUSTOMER)
+            credentials.set_token(DEMO_CUSTOMER, token.get_secret_value())
             log.info("stored META_ACCESS_TOKEN as the credentials of %s", DEMO_CUSTOMER)

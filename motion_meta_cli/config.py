@@ -12,6 +12,7 @@ Nested values use `__` in variable names, for example `META_PLATFORM__RETRY__MAX
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
@@ -146,6 +147,53 @@ def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any
     return merged
 
 
+@dataclass(frozen=True, slots=True)
+class BackendURL:
+    """A parsed backend URL: `scheme`, and `target` (a file path, a table name, a secret-name prefix, or the URL)."""
+
+    url: str
+    scheme: str
+    target: str
+
+
+CACHE_SCHEMES = ("sqlite", "redis", "rediss")
+STORE_SCHEMES = ("sqlite", "dynamodb")
+SECRETS_SCHEMES = ("local", "aws-secretsmanager")
+_EXAMPLES = {
+    "sqlite": "sqlite:///var/lib/motion-meta/cache.db",
+    "redis": "redis://127.0.0.1:6379/0",
+    "rediss": "rediss://user:password@redis.example.com:6380/0",
+    "dynamodb": "dynamodb://motion-meta",
+    "local": "local:///var/lib/motion-meta/secrets.json",
+    "aws-secretsmanager": "aws-secretsmanager://motion-meta/",
+}
+_TABLE_NAME = re.compile(r"[A-Za-z0-9_.-]{3,255}")
+_SECRET_PREFIX = re.compile(r"[A-Za-z0-9/_+=.@-]{1,400}")
+
+
+def parse_backend_url(url: str, schemes: tuple[str, ...]) -> BackendURL:
+    """Check a backend URL against the schemes a setting accepts; ValueError says what a good one looks like."""
+    scheme, sep, rest = url.strip().partition("://")
+    if not sep or scheme not in schemes:
+        examples = " or ".join(_EXAMPLES[s] for s in schemes if s != "rediss")
+        raise ValueError(f"{url!r} is not a supported URL; use {examples}")
+    if scheme in ("sqlite", "local"):
+        if not rest.startswith("/") or rest.strip("/") == "":
+            raise ValueError(f"{url!r} names no file; use an absolute path such as {_EXAMPLES[scheme]}")
+        return BackendURL(url, scheme, rest)
+    if scheme in ("redis", "rediss"):
+        if not urlsplit(url).hostname:
+            raise ValueError(f"{url!r} names no host; use {_EXAMPLES['redis']}")
+        return BackendURL(url, scheme, url)
+    if scheme == "dynamodb":
+        if not _TABLE_NAME.fullmatch(rest):
+            raise ValueError(f"{url!r} names no valid table (3-255 of A-Z a-z 0-9 _ . -); use {_EXAMPLES[scheme]}")
+        return BackendURL(url, scheme, rest)
+    if not _SECRET_PREFIX.fullmatch(rest):
+        raise ValueError(f"{url!r} names no valid secret prefix; use {_EXAMPLES[scheme]}")
+    return BackendURL(url, scheme, rest)
+
+
 def _default_home() -> Path:
     from platformdirs import user_data_path
 
@@ -175,6 +223,16 @@ class Settings(BaseSettings):
     meta_user_fields: str = "id,name"
     """Fields requested from `/me` when a command does not say."""
     motion_meta_log_level: str = "WARNING"
+    motion_meta_cache_url: str | None = None
+    """`sqlite:///PATH` (default: cache.db under the home) or `redis://host:port/db` (`rediss://` for TLS)."""
+    motion_meta_store_url: str | None = None
+    """`sqlite:///PATH` (default: store.db under the home) or `dynamodb://TABLE`."""
+    motion_meta_secrets_url: str | None = None
+    """`local:///PATH` (default: secrets.json under the home) or `aws-secretsmanager://PREFIX`."""
+    motion_meta_cache_prefix: Annotated[str, Field(min_length=1, max_length=100)] = "motion-meta:"
+    """Every Redis key motion-meta writes starts with this."""
+    motion_meta_redis_timeout_s: Annotated[float, Field(gt=0, le=60)] = 2.0
+    """Socket and connect timeout for Redis."""
     meta_platform: MetaPlatformConfig = MetaPlatformConfig()
     meta_endpoints: dict[str, dict[str, Any]] = {}
     """Per-endpoint overrides merged over `meta_platform`, keyed by endpoint (`me`)."""
@@ -225,6 +283,42 @@ class Settings(BaseSettings):
                 # Starts with the delimiter so the message reads as one variable name: META_ENDPOINTS__ME__...
                 raise ValueError(f"__{name.upper()}__{path} {_explain(first)}") from None
         return lowered
+
+    @field_validator("motion_meta_cache_url")
+    @classmethod
+    def _cache_url(cls, value: str | None) -> str | None:
+        return None if value is None else parse_backend_url(value, CACHE_SCHEMES).url
+
+    @field_validator("motion_meta_store_url")
+    @classmethod
+    def _store_url(cls, value: str | None) -> str | None:
+        return None if value is None else parse_backend_url(value, STORE_SCHEMES).url
+
+    @field_validator("motion_meta_secrets_url")
+    @classmethod
+    def _secrets_url(cls, value: str | None) -> str | None:
+        return None if value is None else parse_backend_url(value, SECRETS_SCHEMES).url
+
+    @property
+    def cache_backend(self) -> BackendURL:
+        """Where the cache lives: the configured URL or the embedded SQLite file."""
+        return parse_backend_url(
+            self.motion_meta_cache_url or f"sqlite://{self.motion_meta_home / 'cache.db'}", CACHE_SCHEMES
+        )
+
+    @property
+    def store_backend(self) -> BackendURL:
+        """Where customers and results live: the configured URL or the embedded SQLite file."""
+        return parse_backend_url(
+            self.motion_meta_store_url or f"sqlite://{self.motion_meta_home / 'store.db'}", STORE_SCHEMES
+        )
+
+    @property
+    def secrets_backend(self) -> BackendURL:
+        """Where tokens live: the configured URL or the local secrets file."""
+        return parse_backend_url(
+            self.motion_meta_secrets_url or f"local://{self.motion_meta_home / 'secrets.json'}", SECRETS_SCHEMES
+        )
 
     def platform_for(self, endpoint: str) -> MetaPlatformConfig:
         """The platform config with `endpoint`'s overrides, if any, merged over it."""

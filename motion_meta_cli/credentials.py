@@ -1,13 +1,16 @@
 """Customers' access tokens: read from the secrets store, kept in memory, revalidated through the cache.
 
-The cache holds, per customer, a *validity marker*: the version id of the secret the token came from,
-never the token. A missing or different marker means "read the secrets store again". That is the
-rotation contract for the service that owns the tokens: write the new secret version, then delete
-the customer's marker; every instance picks the new token up on its next request.
+The cache holds, per customer, a *validity marker*: the version id of the secret the token came from
+(and when it was set), never the token. A missing or different marker means "read the secrets store
+again". That is the rotation contract for the service that owns the tokens: write the new secret
+version first, then delete (or change) the customer's marker; every instance picks the new token up on
+its next request. A refresh is single-flight per customer: threads of one process share one read,
+and instances take turns under a short lock in the cache instead of stampeding the secrets store.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -17,7 +20,7 @@ from typing import TypeVar
 
 from pydantic import SecretStr
 
-from motion_meta_cli.errors import CredentialsRejectedError
+from motion_meta_cli.errors import CredentialsRejectedError, MissingCredentialsError, UsageError
 from motion_meta_cli.storage.base import Cache, SecretsStore
 
 log = logging.getLogger(__name__)
@@ -25,11 +28,66 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 MARKER_PREFIX = "credentials:marker:"
+REFRESH_LOCK_TTL_S = 10.0
 
 
 def marker_key(customer: str) -> str:
     """The cache key of `customer`'s validity marker."""
     return MARKER_PREFIX + customer
+
+
+def mask_token(token: str) -> str:
+    """At most the first and last four characters: `EAAB…4f2c`; short tokens show nothing."""
+    return f"{token[:4]}…{token[-4:]}" if len(token) >= 16 else "…"
+
+
+def validate_token(token: str) -> str:
+    """`token` stripped; raises UsageError (without echoing it) when it cannot be a Meta token."""
+    token = token.strip()
+    if not token:
+        raise UsageError("the token is empty")
+    if any(ch.isspace() for ch in token) or not token.isprintable() or len(token) > 4096:
+        raise UsageError("the token contains whitespace or unprintable characters; paste it exactly as Meta issued it")
+    return token
+
+
+@dataclass(frozen=True, slots=True)
+class Marker:
+    """What the cache says about a customer's secret: its version id and when that was recorded (epoch s)."""
+
+    version: str
+    since: float | None
+
+    @classmethod
+    def parse(cls, raw: str | None) -> Marker | None:
+        """Read a marker; a value some other service wrote by hand is taken as a bare version id."""
+        if raw is None:
+            return None
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            data = None
+        if isinstance(data, dict) and isinstance(data.get("version"), str):
+            since = data.get("since")
+            return cls(data["version"], float(since) if isinstance(since, int | float) else None)
+        return cls(raw, None)
+
+    def dump(self) -> str:
+        """The cache value."""
+        return json.dumps({"version": self.version, "since": self.since})
+
+
+@dataclass(frozen=True, slots=True)
+class CredentialStatus:
+    """What `credentials list/show` report about one customer; never the token itself."""
+
+    customer: str
+    stored: bool
+    masked: str | None
+    version: str | None
+    marker: str  # "current", "stale" (points at another version) or "missing"
+    marker_age_s: float | None
+    held_age_s: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,29 +108,51 @@ class CredentialsManager:
     new token is rejected too) it raises `CredentialsRejectedError`.
     """
 
-    def __init__(self, secrets: SecretsStore, cache: Cache, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        secrets: SecretsStore,
+        cache: Cache,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
         self._secrets = secrets
         self._cache = cache
         self._clock = clock
+        self._wall_clock = wall_clock
         self._held: dict[str, _Held] = {}
         self._lock = threading.Lock()
+        self._refreshing: dict[str, threading.Lock] = {}
 
     def token(self, customer: str) -> SecretStr:
         """`customer`'s token: the copy in memory while its marker is unchanged, else a fresh read."""
-        marker = self._cache.get(marker_key(customer))
-        with self._lock:
-            held = self._held.get(customer)
-        if held is not None and marker is not None and marker == held.version:
-            return held.token
-        return self.reload(customer, marker=marker)
+        held = self._valid_held(customer, self._marker(customer))
+        return held.token if held is not None else self.reload(customer, only_if_stale=True)
 
-    def reload(self, customer: str, *, marker: str | None = None) -> SecretStr:
-        """Read `customer`'s token from the secrets store and make the marker match its version."""
-        record = self._secrets.get_secret(customer)
-        if marker != record.version:
-            self._cache.set(marker_key(customer), record.version)
+    def reload(self, customer: str, *, only_if_stale: bool = False) -> SecretStr:
+        """Read `customer`'s token from the secrets store (single-flight) and make the marker match its version."""
         with self._lock:
-            self._held[customer] = _Held(record.token, record.version, self._clock())
+            flight = self._refreshing.setdefault(customer, threading.Lock())
+        before = self._held_copy(customer)
+        with flight:
+            current = self._held_copy(customer)
+            if current is not None and current is not before:
+                return current.token  # another thread of this process refreshed while we waited
+            lease = self._cache.lock(f"credentials:refresh:{customer}", ttl_s=REFRESH_LOCK_TTL_S)
+            # Waiting is bounded by the lease: a holder that died frees it, and we read anyway after that.
+            leased = lease.acquire(timeout_s=REFRESH_LOCK_TTL_S)
+            try:
+                marker = self._marker(customer)
+                if only_if_stale and (held := self._valid_held(customer, marker)) is not None:
+                    return held.token
+                record = self._secrets.get_secret(customer)
+                if marker is None or marker.version != record.version:
+                    self._cache.set(marker_key(customer), Marker(record.version, self._wall_clock()).dump())
+                with self._lock:
+                    self._held[customer] = _Held(record.token, record.version, self._clock())
+            finally:
+                if leased:
+                    lease.release()
         log.debug("loaded credentials for %s (version %s)", customer, record.version)
         return record.token
 
@@ -82,11 +162,37 @@ class CredentialsManager:
             self._held.pop(customer, None)
         return self._cache.delete(marker_key(customer))
 
+    def set_token(self, customer: str, token: str) -> str:
+        """Store a new current token for `customer`, then expire the marker; returns the new version id."""
+        version = self._secrets.put_secret(customer, validate_token(token))
+        self.expire(customer)
+        return version
+
     def held_age_s(self, customer: str) -> float | None:
         """Seconds since this process loaded `customer`'s token, or None when it holds none."""
-        with self._lock:
-            held = self._held.get(customer)
+        held = self._held_copy(customer)
         return None if held is None else self._clock() - held.loaded_at
+
+    def status(self, customer: str) -> CredentialStatus:
+        """Whether a token is stored, its masked form and version, and the marker's state and age."""
+        marker = self._marker(customer)
+        try:
+            record = self._secrets.get_secret(customer)
+        except MissingCredentialsError:
+            record = None
+        if marker is None:
+            state = "missing"
+        else:
+            state = "current" if record is not None and marker.version == record.version else "stale"
+        return CredentialStatus(
+            customer=customer,
+            stored=record is not None,
+            masked=mask_token(record.token.get_secret_value()) if record else None,
+            version=record.version if record else None,
+            marker=state,
+            marker_age_s=None if marker is None or marker.since is None else self._wall_clock() - marker.since,
+            held_age_s=self.held_age_s(customer),
+        )
 
     def call(self, customer: str, request: Callable[[SecretStr], T]) -> T:
         """Run `request` with `customer`'s token; on rejection re-read once and retry once with a new token."""
@@ -103,10 +209,21 @@ class CredentialsManager:
             except CredentialsRejectedError as second:
                 raise _rejected(customer, second) from None
 
+    def _marker(self, customer: str) -> Marker | None:
+        return Marker.parse(self._cache.get(marker_key(customer)))
+
+    def _held_copy(self, customer: str) -> _Held | None:
+        with self._lock:
+            return self._held.get(customer)
+
+    def _valid_held(self, customer: str, marker: Marker | None) -> _Held | None:
+        held = self._held_copy(customer)
+        return held if held is not None and marker is not None and marker.version == held.version else None
+
 
 def _rejected(customer: str, cause: CredentialsRejectedError) -> CredentialsRejectedError:
     return CredentialsRejectedError(
         f"Meta rejected the access token of customer {customer!r} ({cause.message}); "
-        "store a new token for this customer, then run the command again",
+        f"store a new one with `motion-meta credentials set --customer {customer}`",
         cause.classification,
     )

@@ -36,7 +36,7 @@ def demo() -> None:
             with AppHandler.from_settings(settings) as app:
                 console.print(
                     f"[bold]2.[/] Stored the demo token as {DEMO_CUSTOMER}'s credentials in "
-                    f"{app.secrets.path} (mode 0600); the cache holds only its version marker"
+                    f"{settings.secrets_backend.target} (mode 0600); the cache holds only its version marker"
                 )
                 result = app.fetch(DEMO_CUSTOMER, ("id", "name", "first_name", "last_name"))
                 if result.error is not None:

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from motion_meta_cli.cli import demo, emulator, fetch
+from motion_meta_cli.cli import credentials, customers, demo, emulator, fetch, store
 
 app = typer.Typer(
     name="motion-meta",
@@ -18,6 +18,9 @@ app = typer.Typer(
 app.command("fetch")(fetch.fetch)
 app.command("emulator")(emulator.emulator)
 app.command("demo")(demo.demo)
+app.add_typer(customers.app, name="customers")
+app.add_typer(credentials.app, name="credentials")
+app.add_typer(store.app, name="store")
 
 
 def _version(value: bool) -> None:

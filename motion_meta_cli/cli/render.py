@@ -8,7 +8,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from motion_meta_cli.models import FetchResult
+from motion_meta_cli.credentials import CredentialStatus
+from motion_meta_cli.models import Customer, FetchResult, iso_utc
 
 stdout = Console(soft_wrap=True)
 
@@ -32,4 +33,52 @@ def render_user(result: FetchResult, *, as_json: bool) -> None:
         if key == "customer":
             continue
         table.add_row(key, value if isinstance(value, str) else json.dumps(value))
+    stdout.print(table)
+
+
+def render_customers(customers: list[Customer], *, as_json: bool) -> None:
+    """Customers as a table, or one JSON object `{"customers": [...]}`."""
+    if as_json:
+        rows = [{"name": c.name, "active": c.active, "added_at": iso_utc(c.added_at)} for c in customers]
+        print_json({"customers": rows})
+        return
+    table = Table("customer", "added", title=f"{len(customers)} customer(s)", title_justify="left")
+    for customer in customers:
+        table.add_row(customer.name, iso_utc(customer.added_at))
+    stdout.print(table)
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
+
+
+def render_credentials(statuses: list[CredentialStatus], *, as_json: bool) -> None:
+    """Credentials states as a table, or one JSON object; tokens only ever masked."""
+    if as_json:
+        rows = [
+            {
+                "customer": s.customer,
+                "stored": s.stored,
+                "token": s.masked,
+                "version": s.version,
+                "marker": s.marker,
+                "marker_age_s": None if s.marker_age_s is None else round(s.marker_age_s, 1),
+            }
+            for s in statuses
+        ]
+        print_json({"credentials": rows})
+        return
+    table = Table("customer", "token", "version", "marker", "marker age", title_justify="left")
+    for s in statuses:
+        table.add_row(
+            s.customer,
+            s.masked or "[red]none stored[/]",
+            (s.version or "-")[:12],
+            {"current": "[green]current[/]", "stale": "[yellow]stale[/]"}.get(s.marker, "missing"),
+            _age(s.marker_age_s),
+        )
     stdout.print(table)

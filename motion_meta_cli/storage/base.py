@@ -71,6 +71,10 @@ class Snapshot:
 class CustomerStore(Protocol):
     """Customers, and for each the latest user snapshot and a fetch history."""
 
+    def initialize(self) -> bool:
+        """Create the tables (and the demo customer) if missing; True when this call created them."""
+        ...
+
     def add_customer(self, name: str) -> Customer:
         """Add (or re-activate) a customer; safe to repeat."""
         ...

@@ -27,6 +27,8 @@ class SQLiteDatabase:
         self._local = threading.local()
         self._all: dict[int, sqlite3.Connection] = {}
         self._guard = threading.Lock()
+        self.created = False
+        """True when this instance applied the first migration, i.e. created the database."""
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._migrate()
@@ -95,3 +97,4 @@ class SQLiteDatabase:
                 for statement in filter(None, (s.strip() for s in script.split(";"))):
                     conn.execute(statement)
                 conn.execute("INSERT INTO schema_migrations VALUES (?, ?)", (version, time.time()))
+                self.created = self.created or version == 1

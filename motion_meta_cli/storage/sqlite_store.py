@@ -47,6 +47,10 @@ class SQLiteCustomerStore:
     def __init__(self, path: Path) -> None:
         self._db = SQLiteDatabase(path, _MIGRATIONS)
 
+    def initialize(self) -> bool:
+        """The database is created on open; True when this process created it."""
+        return self._db.created
+
     def add_customer(self, name: str) -> Customer:
         """Add (or re-activate) a customer; safe to repeat."""
         validate_customer_name(name)

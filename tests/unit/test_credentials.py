@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from motion_meta_cli.credentials import CredentialsManager, marker_key
-from motion_meta_cli.errors import CredentialsRejectedError, MissingCredentialsError
+from motion_meta_cli.credentials import CredentialsManager, Marker, marker_key, mask_token, validate_token
+from motion_meta_cli.errors import CredentialsRejectedError, MissingCredentialsError, UsageError
 from motion_meta_cli.storage.base import SecretRecord
 from motion_meta_cli.storage.local_secrets import LocalSecretsStore
 from motion_meta_cli.storage.sqlite_cache import SQLiteCache
@@ -36,7 +36,8 @@ def test_unchanged_marker_serves_the_token_from_memory(secrets: CountingSecrets,
     version = secrets.put_secret("acme", "EAAone")
     creds = CredentialsManager(secrets, cache)
     assert creds.token("acme").get_secret_value() == "EAAone"
-    assert cache.get(marker_key("acme")) == version, "the marker is the secret's version id"
+    marker = Marker.parse(cache.get(marker_key("acme")))
+    assert marker is not None and marker.version == version, "the marker is the secret's version id"
     for _ in range(5):
         creds.token("acme")
     assert secrets.reads == 1
@@ -127,7 +128,7 @@ def test_a_new_token_rejected_too_is_reported(secrets: CountingSecrets, cache: S
         calls += 1
         raise CredentialsRejectedError("(#190) invalid")
 
-    with pytest.raises(CredentialsRejectedError, match="store a new token"):
+    with pytest.raises(CredentialsRejectedError, match="credentials set --customer acme"):
         creds.call("acme", request)
     assert calls == 2
 
@@ -140,3 +141,63 @@ def test_held_age_is_reported(secrets: CountingSecrets, cache: SQLiteCache) -> N
     creds.token("acme")
     now[0] += 42
     assert creds.held_age_s("acme") == 42
+
+
+def test_single_flight_refresh_reads_the_secrets_store_once(secrets: CountingSecrets, cache: SQLiteCache) -> None:
+    import threading
+
+    secrets.put_secret("acme", "EAAone")
+    creds = CredentialsManager(secrets, cache)
+    barrier = threading.Barrier(16)
+    tokens: list[str] = []
+
+    def worker() -> None:
+        barrier.wait()
+        tokens.append(creds.token("acme").get_secret_value())
+
+    threads = [threading.Thread(target=worker) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert tokens == ["EAAone"] * 16
+    assert secrets.reads == 1
+
+
+def test_a_hand_written_marker_is_a_version_that_forces_a_reread(secrets: CountingSecrets, cache: SQLiteCache) -> None:
+    secrets.put_secret("acme", "EAAone")
+    creds = CredentialsManager(secrets, cache)
+    creds.token("acme")
+    cache.set(marker_key("acme"), "rotated-by-ops")
+    assert creds.status("acme").marker == "stale"
+    reads = secrets.reads
+    creds.token("acme")
+    assert secrets.reads == reads + 1
+    assert creds.status("acme").marker == "current"
+
+
+def test_status_reports_without_the_token(secrets: CountingSecrets, cache: SQLiteCache) -> None:
+    now = [1000.0]
+    creds = CredentialsManager(secrets, cache, wall_clock=lambda: now[0])
+    assert creds.status("acme").stored is False
+    creds.set_token("acme", "EAABsecretvalue0123456789abcd4f2c")
+    status = creds.status("acme")
+    assert (status.stored, status.masked, status.marker) == (True, "EAAB…4f2c", "missing")
+    creds.token("acme")
+    now[0] += 30
+    status = creds.status("acme")
+    assert status.marker == "current"
+    assert status.marker_age_s == 30
+    assert "secretvalue" not in repr(status)
+
+
+@pytest.mark.parametrize("bad", ["", "   ", "EAA abc", "EAA\tabc", "EAA\x00abc"])
+def test_tokens_that_cannot_be_meta_tokens_are_refused_without_echo(bad: str) -> None:
+    with pytest.raises(UsageError) as caught:
+        validate_token(bad)
+    assert "abc" not in str(caught.value)
+
+
+def test_masking_never_shows_more_than_eight_characters() -> None:
+    assert mask_token("EAAB0123456789abcdef4f2c") == "EAAB…4f2c"
+    assert mask_token("short") == "…"
