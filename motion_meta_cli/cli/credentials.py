@@ -40,11 +40,22 @@ def show(customer: Customer, as_json: Annotated[bool, typer.Option("--json")] = 
 
 
 @app.command("set")
-def set_token(customer: Customer) -> None:
+def set_token(
+    customer: Customer,
+    stray: Annotated[list[str] | None, typer.Argument(hidden=True)] = None,
+) -> None:
     """Store a new token, read from stdin or a hidden prompt (never an argument), and expire the marker."""
     with reported_errors():
         from motion_meta_cli.cli.context import open_app
         from motion_meta_cli.credentials import validate_token
+        from motion_meta_cli.errors import UsageError
+
+        if stray:
+            # Caught here so the value is never echoed back the way Click reports unexpected arguments.
+            raise UsageError(
+                "a token must not be passed as an argument (shell history, process lists); "
+                "pipe it on stdin or answer the hidden prompt"
+            )
 
         if sys.stdin is not None and sys.stdin.isatty():
             raw = typer.prompt(f"Access token for {customer}", hide_input=True)

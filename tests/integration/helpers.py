@@ -21,7 +21,9 @@ class Run:
     stderr: str
 
 
-def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 60) -> Run:
+def run_cli(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 60, input: str | None = None
+) -> Run:
     """`python -m motion_meta_cli ARGS` in a child process, with the test's environment plus `env`."""
     full_env = {**os.environ, **(env or {})}
     done = subprocess.run(
@@ -31,7 +33,7 @@ def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: f
         capture_output=True,
         text=True,
         timeout=timeout,
-        stdin=subprocess.DEVNULL,
+        **({"input": input} if input is not None else {"stdin": subprocess.DEVNULL}),
     )
     return Run(done.returncode, done.stdout, done.stderr)
 

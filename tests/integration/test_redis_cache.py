@@ -71,7 +71,8 @@ def test_markers_written_by_one_process_are_honoured_by_another(redis_server: Re
         "import sys\nfrom pathlib import Path\nfrom motion_meta_cli.credentials import CredentialsManager\n"
         "from motion_meta_cli.storage.local_secrets import LocalSecretsStore\n"
         "from motion_meta_cli.storage.redis_cache import RedisCache\n"
-        "m = CredentialsManager(LocalSecretsStore(Path(sys.argv[2])), RedisCache.from_url(sys.argv[1], prefix='mm-test:'))\n"
+        "cache = RedisCache.from_url(sys.argv[1], prefix='mm-test:')\n"
+        "m = CredentialsManager(LocalSecretsStore(Path(sys.argv[2])), cache)\n"
         "m.token('acme')"
     )
     subprocess.run([sys.executable, "-c", script, redis_server.url, str(tmp_path / "secrets.json")], check=True)

@@ -1,0 +1,315 @@
+"""The production customer store: customers, latest snapshots and fetch history in one DynamoDB table.
+
+Single-table layout (every key attribute is a string):
+
+    pk                  sk                          attributes
+    CUSTOMERS           <name>                      active BOOL, added_at S (ISO 8601)
+    CUSTOMER#<name>     SNAPSHOT                    fetched_at S, fetched_at_us N, user S (JSON)
+    CUSTOMER#<name>     HISTORY#<fetched_at_us>     fetched_at S, ok BOOL, error_kind S, error_message S, user S
+
+All customers share one partition, so listing them is one paginated Query in name order, never a Scan.
+History sort keys carry the fetch instant in microseconds, zero-padded to 20 digits so that string order
+is time order; `error_kind`, `error_message` and `user` are absent when they do not apply. Writes are
+idempotent: a history item is only put when absent, and the snapshot only replaced by a newer fetch, so
+retries and fetches that finish out of order behave exactly as in `SQLiteCustomerStore`. Reads are
+strongly consistent, as SQLite's are. Only imported when DynamoDB is configured.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import botocore.exceptions
+
+from motion_meta_cli.config import DEMO_CUSTOMER
+from motion_meta_cli.errors import BackendUnavailableError, ConfigError, UnknownCustomerError
+from motion_meta_cli.models import Customer, FetchResult, iso_utc, utc_now, validate_customer_name
+from motion_meta_cli.storage.aws import aws_client, aws_errors, error_code
+from motion_meta_cli.storage.base import Snapshot
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.client import DynamoDBClient
+    from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef, QueryInputTypeDef
+
+    Item = dict[str, AttributeValueTypeDef]
+
+_CUSTOMERS_PK = "CUSTOMERS"
+_SNAPSHOT_SK = "SNAPSHOT"
+_HISTORY_PREFIX = "HISTORY#"
+
+
+def _micros(moment: datetime) -> int:
+    # Same arithmetic as SQLiteCustomerStore, so both stores key a fetch by the same instant.
+    return int(moment.timestamp() * 1_000_000)
+
+
+def _customer_pk(name: str) -> str:
+    return f"CUSTOMER#{name}"
+
+
+class DynamoCustomerStore:
+    """`CustomerStore` on one DynamoDB table, which `create_table` makes (and seeds with the demo customer).
+
+    store = DynamoCustomerStore("motion-meta")
+    store.create_table()                  # once, from `motion-meta store init`; safe to repeat
+    store.save_result(result)             # history item, and the snapshot unless a newer one is stored
+    store.latest("motion_test_user")
+
+    `page_size` caps the items per Query page (DynamoDB's own 1 MB pages when None); tests lower it.
+    """
+
+    def __init__(self, table_name: str, *, client: Any | None = None, page_size: int | None = None) -> None:
+        self.table_name = table_name
+        self._owns_client = client is None
+        self._client: DynamoDBClient = aws_client("dynamodb") if client is None else client
+        self._page_size = page_size
+
+    def create_table(self) -> bool:
+        """Create the table if needed, wait until it is ACTIVE and seed the demo customer; True if created."""
+        with self._errors():
+            try:
+                self._client.create_table(
+                    TableName=self.table_name,
+                    AttributeDefinitions=[
+                        {"AttributeName": "pk", "AttributeType": "S"},
+                        {"AttributeName": "sk", "AttributeType": "S"},
+                    ],
+                    KeySchema=[
+                        {"AttributeName": "pk", "KeyType": "HASH"},
+                        {"AttributeName": "sk", "KeyType": "RANGE"},
+                    ],
+                    BillingMode="PAY_PER_REQUEST",
+                )
+                created = True
+            except botocore.exceptions.ClientError as exc:
+                if error_code(exc) != "ResourceInUseException":
+                    raise
+                created = False  # it exists, or another process is creating it: the waiter covers both
+            try:
+                self._client.get_waiter("table_exists").wait(
+                    TableName=self.table_name, WaiterConfig={"Delay": 2, "MaxAttempts": 60}
+                )
+            except botocore.exceptions.WaiterError as exc:
+                if "Error" in exc.last_response:  # DescribeTable itself failed: translate it like any other call
+                    raise botocore.exceptions.ClientError(exc.last_response, "DescribeTable") from None
+                raise BackendUnavailableError(
+                    f"DynamoDB table {self.table_name!r} is not ACTIVE after 2 minutes; run `motion-meta store init` "
+                    "again later"
+                ) from None
+            try:
+                self._client.put_item(
+                    TableName=self.table_name,
+                    Item=_customer_item(DEMO_CUSTOMER, utc_now()),
+                    ConditionExpression="attribute_not_exists(pk)",
+                )
+            except botocore.exceptions.ClientError as exc:
+                if error_code(exc) != "ConditionalCheckFailedException":
+                    raise
+        return created
+
+    def initialize(self) -> bool:
+        """`CustomerStore.initialize`: the same as `create_table`."""
+        return self.create_table()
+
+    def add_customer(self, name: str) -> Customer:
+        """Add (or re-activate) a customer; safe to repeat."""
+        validate_customer_name(name)
+        with self._errors():
+            response = self._client.update_item(
+                TableName=self.table_name,
+                Key={"pk": {"S": _CUSTOMERS_PK}, "sk": {"S": name}},
+                UpdateExpression="SET active = :true, added_at = if_not_exists(added_at, :now)",
+                ExpressionAttributeValues={":true": {"BOOL": True}, ":now": {"S": iso_utc(utc_now())}},
+                ReturnValues="ALL_NEW",
+            )
+        return _customer(response["Attributes"])
+
+    def remove_customer(self, name: str) -> None:
+        """Remove a customer; its snapshot and history stay."""
+        with self._errors():
+            try:
+                self._client.delete_item(
+                    TableName=self.table_name,
+                    Key={"pk": {"S": _CUSTOMERS_PK}, "sk": {"S": name}},
+                    ConditionExpression="attribute_exists(pk)",
+                )
+            except botocore.exceptions.ClientError as exc:
+                if error_code(exc) != "ConditionalCheckFailedException":
+                    raise
+                raise self._unknown(name) from None
+
+    def get_customer(self, name: str) -> Customer:
+        """The customer; raises UnknownCustomerError."""
+        with self._errors():
+            response = self._client.get_item(
+                TableName=self.table_name,
+                Key={"pk": {"S": _CUSTOMERS_PK}, "sk": {"S": name}},
+                ConsistentRead=True,
+            )
+        if "Item" not in response:
+            raise self._unknown(name)
+        return _customer(response["Item"])
+
+    def list_customers(self, active_only: bool = True) -> list[Customer]:
+        """Customers in name order."""
+        query: QueryInputTypeDef = {
+            "TableName": self.table_name,
+            "KeyConditionExpression": "pk = :pk",
+            "ExpressionAttributeValues": {":pk": {"S": _CUSTOMERS_PK}},
+        }
+        if active_only:
+            query["FilterExpression"] = "active = :true"
+            query["ExpressionAttributeValues"] = {":pk": {"S": _CUSTOMERS_PK}, ":true": {"BOOL": True}}
+        return [_customer(item) for item in self._query(query)]
+
+    def save_result(self, result: FetchResult) -> None:
+        """Append to history (idempotent per customer and instant); on success update the snapshot if newer."""
+        when_us = _micros(result.fetched_at)
+        user_json = json.dumps(result.user.fields(), sort_keys=True) if result.user is not None else None
+        error = result.error
+        history: Item = {
+            "pk": {"S": _customer_pk(result.customer)},
+            "sk": {"S": f"{_HISTORY_PREFIX}{when_us:020d}"},
+            "fetched_at": {"S": iso_utc(result.fetched_at)},
+            "ok": {"BOOL": result.ok},
+        }
+        if error is not None:
+            history["error_kind"] = {"S": error.kind}
+            history["error_message"] = {"S": error.message}
+        if user_json is not None:
+            history["user"] = {"S": user_json}
+        with self._errors():
+            # A failed check means this very fetch was already written (a retry): nothing to add.
+            self._put_unless(history, "attribute_not_exists(pk)")
+            if user_json is not None:
+                # An older fetch finishing late must never overwrite a newer snapshot; an equal instant is a
+                # retry (or a second fetch in the same microsecond) and keeps the first, as SQLite does.
+                self._put_unless(
+                    {
+                        "pk": {"S": _customer_pk(result.customer)},
+                        "sk": {"S": _SNAPSHOT_SK},
+                        "fetched_at": {"S": iso_utc(result.fetched_at)},
+                        "fetched_at_us": {"N": str(when_us)},
+                        "user": {"S": user_json},
+                    },
+                    "attribute_not_exists(pk) OR fetched_at_us < :t",
+                    {":t": {"N": str(when_us)}},
+                )
+
+    def latest(self, customer: str) -> Snapshot | None:
+        """The newest stored user of `customer`."""
+        with self._errors():
+            response = self._client.get_item(
+                TableName=self.table_name,
+                Key={"pk": {"S": _customer_pk(customer)}, "sk": {"S": _SNAPSHOT_SK}},
+                ConsistentRead=True,
+            )
+        item = response.get("Item")
+        if item is None:
+            return None
+        return Snapshot(
+            customer=customer,
+            fetched_at=datetime.fromtimestamp(int(item["fetched_at_us"]["N"]) / 1_000_000, UTC),
+            user=json.loads(item["user"]["S"]),
+        )
+
+    def history(self, customer: str, limit: int = 20) -> list[dict[str, Any]]:
+        """The most recent fetches of `customer`, newest first."""
+        if limit <= 0:
+            return []
+        query: QueryInputTypeDef = {
+            "TableName": self.table_name,
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
+            "ExpressionAttributeValues": {":pk": {"S": _customer_pk(customer)}, ":prefix": {"S": _HISTORY_PREFIX}},
+            "ScanIndexForward": False,
+        }
+        return [
+            {
+                "fetched_at": item["fetched_at"]["S"],
+                "ok": item["ok"]["BOOL"],
+                "error_kind": item["error_kind"]["S"] if "error_kind" in item else None,
+                "error_message": item["error_message"]["S"] if "error_message" in item else None,
+                "user": json.loads(item["user"]["S"]) if "user" in item else None,
+            }
+            for item in self._query(query, limit=limit)
+        ]
+
+    def close(self) -> None:
+        """Close the client's connections, unless the client was passed in (its owner closes it)."""
+        if self._owns_client:
+            self._client.close()
+
+    def _put_unless(self, item: Item, condition: str, values: Item | None = None) -> None:
+        """Put `item` if `condition` holds; a failed condition is an expected outcome, not an error."""
+        try:
+            if values:
+                self._client.put_item(
+                    TableName=self.table_name,
+                    Item=item,
+                    ConditionExpression=condition,
+                    ExpressionAttributeValues=values,
+                )
+            else:
+                self._client.put_item(TableName=self.table_name, Item=item, ConditionExpression=condition)
+        except botocore.exceptions.ClientError as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise
+
+    def _query(self, query: QueryInputTypeDef, limit: int | None = None) -> list[Item]:
+        """The items of a strongly consistent Query, page after page, at most `limit` of them."""
+        query = {**query, "ConsistentRead": True}
+        items: list[Item] = []
+        with self._errors():
+            while limit is None or len(items) < limit:
+                sizes = [n for n in (self._page_size, None if limit is None else limit - len(items)) if n is not None]
+                if sizes:
+                    query["Limit"] = min(sizes)
+                page = self._client.query(**query)
+                items += page["Items"]
+                if "LastEvaluatedKey" not in page:
+                    break
+                query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return items[:limit]
+
+    def _unknown(self, name: str) -> UnknownCustomerError:
+        query: QueryInputTypeDef = {
+            "TableName": self.table_name,
+            "KeyConditionExpression": "pk = :pk",
+            "ExpressionAttributeValues": {":pk": {"S": _CUSTOMERS_PK}},
+            "ProjectionExpression": "sk",
+        }
+        names = [item["sk"]["S"] for item in self._query(query, limit=6)]
+        known = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "") if names else "none"
+        return UnknownCustomerError(f"unknown customer {name!r} (known: {known})")
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        """A missing table says how to create it; everything else is translated by `aws_errors`."""
+        with aws_errors("DynamoDB"):
+            try:
+                yield
+            except botocore.exceptions.ClientError as exc:
+                if error_code(exc) == "ResourceNotFoundException":
+                    raise ConfigError(
+                        f"DynamoDB table {self.table_name!r} does not exist; run `motion-meta store init`"
+                    ) from None
+                raise
+
+
+def _customer_item(name: str, added_at: datetime) -> Item:
+    return {
+        "pk": {"S": _CUSTOMERS_PK},
+        "sk": {"S": name},
+        "active": {"BOOL": True},
+        "added_at": {"S": iso_utc(added_at)},
+    }
+
+
+def _customer(item: Item) -> Customer:
+    return Customer(
+        name=item["sk"]["S"], active=item["active"]["BOOL"], added_at=datetime.fromisoformat(item["added_at"]["S"])
+    )

@@ -1,0 +1,182 @@
+"""DynamoCustomerStore over real HTTP against moto: what only DynamoDB has (table setup, pages, AWS failures).
+
+The behaviour it shares with the SQLite store is pinned in test_store_contract.py.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from motion_meta_cli.errors import BackendUnavailableError, ConfigError, UpstreamError
+from motion_meta_cli.models import FetchResult, MetaUser
+from motion_meta_cli.storage.aws import aws_client
+from motion_meta_cli.storage.dynamodb_store import DynamoCustomerStore
+from tests.integration.conftest import MotoServer, free_port
+
+pytestmark = pytest.mark.integration
+
+TABLE = "motion-meta-test"
+NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+
+
+def _ok(at: datetime, name: str = "Ada") -> FetchResult:
+    return FetchResult(customer="acme", fetched_at=at, user=MetaUser(id="1", name=name))
+
+
+@pytest.fixture
+def store(moto_server: MotoServer) -> DynamoCustomerStore:
+    store = DynamoCustomerStore(TABLE)
+    store.create_table()
+    return store
+
+
+def test_create_table_is_safe_to_run_twice_and_seeds_the_demo_customer(moto_server: MotoServer) -> None:
+    store = DynamoCustomerStore(TABLE)
+    assert store.create_table() is True
+    store.remove_customer("motion_test_user")
+    assert store.create_table() is False
+    assert [c.name for c in store.list_customers()] == ["motion_test_user"], "a second init seeds it again"
+    table = aws_client("dynamodb").describe_table(TableName=TABLE)["Table"]
+    assert table["TableStatus"] == "ACTIVE"
+    assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+
+
+def test_customers_are_added_listed_and_removed(store: DynamoCustomerStore) -> None:
+    added = store.add_customer("acme")
+    assert added.active is True
+    assert store.get_customer("acme") == added
+    assert [c.name for c in store.list_customers()] == ["acme", "motion_test_user"]
+    store.remove_customer("acme")
+    assert [c.name for c in store.list_customers()] == ["motion_test_user"]
+
+
+def test_inactive_customers_are_listed_only_on_request(store: DynamoCustomerStore) -> None:
+    store.add_customer("acme")
+    aws_client("dynamodb").update_item(
+        TableName=TABLE,
+        Key={"pk": {"S": "CUSTOMERS"}, "sk": {"S": "acme"}},
+        UpdateExpression="SET active = :false",
+        ExpressionAttributeValues={":false": {"BOOL": False}},
+    )
+    assert [c.name for c in store.list_customers()] == ["motion_test_user"]
+    assert [(c.name, c.active) for c in store.list_customers(active_only=False)] == [
+        ("acme", False),
+        ("motion_test_user", True),
+    ]
+    first_added = store.get_customer("acme").added_at
+    assert store.add_customer("acme").active is True, "adding again re-activates"
+    assert store.get_customer("acme").added_at == first_added
+
+
+def test_listing_follows_pages_in_name_order(moto_server: MotoServer) -> None:
+    client = aws_client("dynamodb")
+    store = DynamoCustomerStore(TABLE, client=client, page_size=50)
+    store.create_table()
+    names = [f"c{i:03d}" for i in range(120)]
+    for start in range(0, len(names), 25):
+        client.batch_write_item(
+            RequestItems={
+                TABLE: [
+                    {
+                        "PutRequest": {
+                            "Item": {
+                                "pk": {"S": "CUSTOMERS"},
+                                "sk": {"S": name},
+                                "active": {"BOOL": True},
+                                "added_at": {"S": "2026-11-28T12:00:00.000Z"},
+                            }
+                        }
+                    }
+                    for name in names[start : start + 25]
+                ]
+            }
+        )
+    queries: list[str] = []
+    client.meta.events.register("after-call.dynamodb.Query", lambda **_: queries.append("Query"))
+    assert [c.name for c in store.list_customers()] == [*names, "motion_test_user"]
+    assert len(queries) >= 3, "121 customers in pages of 50 take three Query calls"
+
+
+def test_an_older_fetch_finishing_late_keeps_the_newer_snapshot(store: DynamoCustomerStore) -> None:
+    store.save_result(_ok(NOW, "Newer"))
+    store.save_result(_ok(NOW - timedelta(seconds=5), "Older"))
+    latest = store.latest("acme")
+    assert latest is not None
+    assert (latest.user["name"], latest.fetched_at) == ("Newer", NOW)
+    assert [h["user"]["name"] for h in store.history("acme")] == ["Newer", "Older"]
+
+
+def test_a_retried_write_lands_once(store: DynamoCustomerStore) -> None:
+    result = _ok(NOW)
+    store.save_result(result)
+    store.save_result(result)
+    assert len(store.history("acme")) == 1
+    latest = store.latest("acme")
+    assert latest is not None and latest.fetched_at == NOW
+
+
+def test_history_is_newest_first_and_limited(store: DynamoCustomerStore) -> None:
+    for seconds in (3, 1, 4, 0, 2):
+        store.save_result(_ok(NOW + timedelta(seconds=seconds), f"v{seconds}"))
+    assert [h["user"]["name"] for h in store.history("acme", limit=3)] == ["v4", "v3", "v2"]
+    assert len(store.history("acme")) == 5
+    assert store.history("acme", limit=0) == []
+
+
+def test_history_limit_spans_pages(moto_server: MotoServer) -> None:
+    store = DynamoCustomerStore(TABLE, page_size=2)
+    store.create_table()
+    for seconds in range(5):
+        store.save_result(_ok(NOW + timedelta(seconds=seconds), f"v{seconds}"))
+    assert [h["user"]["name"] for h in store.history("acme", limit=3)] == ["v4", "v3", "v2"]
+
+
+def test_a_failure_keeps_the_last_good_snapshot(store: DynamoCustomerStore) -> None:
+    store.save_result(_ok(NOW))
+    failure = FetchResult(customer="acme", fetched_at=NOW + timedelta(seconds=1), error=UpstreamError("Meta 500"))
+    store.save_result(failure)
+    latest = store.latest("acme")
+    assert latest is not None and latest.fetched_at == NOW
+    assert store.history("acme")[0] == {
+        "fetched_at": "2026-11-28T12:00:01.000Z",
+        "ok": False,
+        "error_kind": "upstream",
+        "error_message": "Meta 500",
+        "user": None,
+    }
+
+
+def test_a_missing_table_says_how_to_create_it(moto_server: MotoServer) -> None:
+    store = DynamoCustomerStore("nope")
+    with pytest.raises(ConfigError) as caught:
+        store.list_customers()
+    message = str(caught.value)
+    assert message == "DynamoDB table 'nope' does not exist; run `motion-meta store init`"
+    for call in (lambda: store.save_result(_ok(NOW)), lambda: store.get_customer("acme"), lambda: store.latest("a")):
+        with pytest.raises(ConfigError, match="store init"):
+            call()
+
+
+def test_missing_aws_credentials_are_a_config_error(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"):
+        monkeypatch.delenv(name, raising=False)
+    for name in ("AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_WEB_IDENTITY_TOKEN_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/credentials")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent/config")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    with pytest.raises(ConfigError, match="no AWS credentials for DynamoDB"):
+        DynamoCustomerStore(TABLE).list_customers()
+
+
+def test_an_unreachable_endpoint_is_reported_quickly(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in MotoServer(f"http://127.0.0.1:{free_port()}").env().items():
+        monkeypatch.setenv(name, value)
+    store = DynamoCustomerStore(TABLE, client=aws_client("dynamodb", max_attempts=1))
+    started = time.monotonic()
+    with pytest.raises(BackendUnavailableError, match="cannot reach DynamoDB"):
+        store.list_customers()
+    assert time.monotonic() - started < 5
