@@ -11,10 +11,12 @@ from typing import Any
 from motion_meta_cli.app import AppHandler
 from motion_meta_cli.config import load_settings
 from motion_meta_cli.errors import UsageError
+from motion_meta_cli.logs import quiet_sdk_loggers
 
 
 def handler(event: dict[str, Any] | None, context: object = None) -> dict[str, Any]:
     """Fetch and store the event's customers; returns counts and one result per customer."""
+    quiet_sdk_loggers()
     customers = (event or {}).get("customers")
     if customers is not None and not (isinstance(customers, list) and all(isinstance(c, str) for c in customers)):
         raise UsageError('"customers" must be a list of customer names')

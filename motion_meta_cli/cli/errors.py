@@ -11,6 +11,7 @@ from contextlib import contextmanager
 import typer
 
 from motion_meta_cli.errors import ExitCode, MotionMetaError
+from motion_meta_cli.logs import quiet_sdk_loggers
 
 DEBUG_VARIABLE = "MOTION_META_DEBUG"
 
@@ -50,3 +51,4 @@ def configure_logging(level: str) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
+    quiet_sdk_loggers()

@@ -45,3 +45,16 @@ def test_the_core_library_never_imports_typer_or_rich() -> None:
     assert "typer" not in loaded
     assert "rich" not in loaded
     assert not loaded & {"boto3", "redis"}
+
+
+def test_sdk_loggers_are_kept_off_debug() -> None:
+    import logging
+
+    from motion_meta_cli.logs import SDK_LOGGERS, quiet_sdk_loggers
+
+    logging.getLogger("botocore").setLevel(logging.DEBUG)
+    try:
+        quiet_sdk_loggers()
+        assert all(logging.getLogger(name).getEffectiveLevel() >= logging.INFO for name in SDK_LOGGERS)
+    finally:
+        logging.getLogger("botocore").setLevel(logging.NOTSET)
