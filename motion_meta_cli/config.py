@@ -11,6 +11,7 @@ Nested values use `__` in variable names, for example `META_PLATFORM__RETRY__MAX
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,23 +84,55 @@ class RateLimitIdentification(BaseModel):
 
 
 class ThrottleHandling(BaseModel):
-    """What to do about rate limits: when to slow down, and how long to pause without an ETA."""
+    """What to do about rate limits: pacing near the limit, and pauses after a throttle.
+
+    Every timing left unset scales from `window_s`, the length of the usage window (META_RATE_WINDOW_S:
+    Meta's rolling hour by default, a few seconds for an emulator).
+    """
 
     model_config = _FROZEN
 
+    window_s: Annotated[float, Field(gt=0)] = 3600.0
+    """Set from META_RATE_WINDOW_S."""
+    pacing: bool = True
+    """Pace requests from the usage headers before Meta throttles (`stress` turns it off unless --pacing)."""
     usage_threshold_pct: Annotated[float, Field(gt=0, le=100)] = 80.0
-    """Usage (any counter, any scope) at which requests start being spaced out."""
-    pause_floor_s: Annotated[float, Field(gt=0)] = 60.0
-    """First pause after a throttle that came without an ETA; Meta's blocks last minutes, not seconds."""
-    pause_cap_s: Annotated[float, Field(gt=0)] = 900.0
-    """Longest pause without an ETA; later throttles double the pause up to this."""
+    """Share of the estimated budget above which requests on a scope are spaced at the sustainable rate."""
+    pause_floor_s: Annotated[float, Field(gt=0)] | None = None
+    """First pause after a throttle without an ETA (default window/60: 60 s for Meta's hour)."""
+    pause_cap_s: Annotated[float, Field(gt=0)] | None = None
+    """Longest pause without an ETA; consecutive throttles double it up to this (default window/4)."""
+    reading_ttl_s: Annotated[float, Field(gt=0)] | None = None
+    """How long a usage reading counts (default: one window)."""
+    window_guard_pct: Annotated[float, Field(ge=0, le=50)] = 5.0
+    """Our sends stay counted this much longer than a window: they reach Meta a little after we log them."""
     give_up_after_s: Annotated[float, Field(ge=0)] = 120.0
-    """Longest a single request waits on throttles before it fails with exit code 5 (the pause stays)."""
+    """Longest a single request waits on pauses and pacing before it fails with exit code 5 (the pause stays)."""
+
+    @property
+    def floor_s(self) -> float:
+        """The pause floor, explicit or window/60."""
+        return self.pause_floor_s if self.pause_floor_s is not None else self.window_s / 60
+
+    @property
+    def cap_s(self) -> float:
+        """The pause cap, explicit or window/4."""
+        return self.pause_cap_s if self.pause_cap_s is not None else self.window_s / 4
+
+    @property
+    def reading_valid_s(self) -> float:
+        """How long a usage reading (and the budget learned from it) stays valid."""
+        return self.reading_ttl_s if self.reading_ttl_s is not None else self.window_s
+
+    @property
+    def counted_window_s(self) -> float:
+        """How long one of our sends counts against a scope's budget: the window plus the guard."""
+        return self.window_s * (1 + self.window_guard_pct / 100)
 
     @model_validator(mode="after")
     def _floor_below_cap(self) -> ThrottleHandling:
-        if self.pause_floor_s > self.pause_cap_s:
-            raise ValueError("pause_floor_s must not exceed pause_cap_s")
+        if self.floor_s > self.cap_s:
+            raise ValueError(f"pause_floor_s ({self.floor_s:g}) must not exceed pause_cap_s ({self.cap_s:g})")
         return self
 
 
@@ -233,9 +266,30 @@ class Settings(BaseSettings):
     """Every Redis key motion-meta writes starts with this."""
     motion_meta_redis_timeout_s: Annotated[float, Field(gt=0, le=60)] = 2.0
     """Socket and connect timeout for Redis."""
+    meta_rate_window_s: Annotated[float, Field(gt=0, le=86400)] = 3600.0
+    """Length of Meta's usage window; every rate-limit timing left unset scales from it."""
     meta_platform: MetaPlatformConfig = MetaPlatformConfig()
     meta_endpoints: dict[str, dict[str, Any]] = {}
     """Per-endpoint overrides merged over `meta_platform`, keyed by endpoint (`me`)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _window_into_platform(cls, data: Any) -> Any:
+        # The platform config validates its timings against the window, so it must see the window first.
+        if not isinstance(data, dict):
+            return data
+        platform = data.get("meta_platform", {})
+        if isinstance(platform, str):
+            platform = json.loads(platform) if platform.strip() else {}
+        if not isinstance(platform, dict):
+            return data
+        throttle = platform.get("throttle", {})
+        if isinstance(throttle, str):
+            throttle = json.loads(throttle) if throttle.strip() else {}
+        if not isinstance(throttle, dict):
+            return data
+        window = data.get("meta_rate_window_s", 3600.0)
+        return {**data, "meta_platform": {**platform, "throttle": {**throttle, "window_s": window}}}
 
     @field_validator("meta_access_token")
     @classmethod
@@ -271,12 +325,15 @@ class Settings(BaseSettings):
 
     @field_validator("meta_endpoints")
     @classmethod
-    def _endpoints_merge_cleanly(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    def _endpoints_merge_cleanly(
+        cls, value: dict[str, dict[str, Any]], info: ValidationInfo
+    ) -> dict[str, dict[str, Any]]:
         # Validate each override against the full schema now, so a typo fails at start-up.
         lowered = {name.lower(): override for name, override in value.items()}
+        window = {"throttle": {"window_s": info.data.get("meta_rate_window_s", 3600.0)}}
         for name, override in lowered.items():
             try:
-                MetaPlatformConfig().merged(override)
+                MetaPlatformConfig().merged(window).merged(override)
             except ValidationError as exc:
                 first = exc.errors()[0]
                 path = "__".join(str(part) for part in first["loc"]).upper()
@@ -322,8 +379,10 @@ class Settings(BaseSettings):
 
     def platform_for(self, endpoint: str) -> MetaPlatformConfig:
         """The platform config with `endpoint`'s overrides, if any, merged over it."""
+        window = {"throttle": {"window_s": self.meta_rate_window_s}}
         override = self.meta_endpoints.get(endpoint.lower())
-        return self.meta_platform.merged(override) if override else self.meta_platform
+        platform = self.meta_platform.merged(window)
+        return platform.merged(override) if override else platform
 
     @property
     def user_fields(self) -> tuple[str, ...]:

@@ -64,9 +64,10 @@ class RetryPolicy:
         """How long a scope pauses after its `throttles`-th consecutive throttle (1-based)."""
         if eta_s is not None and eta_s > 0:
             return eta_s
-        base = min(self._throttle.pause_cap_s, self._throttle.pause_floor_s * 2 ** max(throttles - 1, 0))
+        cap = self._throttle.cap_s
+        base = min(cap, self._throttle.floor_s * 2 ** max(throttles - 1, 0))
         # Jitter only upwards, and only a little: a pause shorter than the floor invites another throttle.
-        return float(min(self._throttle.pause_cap_s, base * (1 + self._retry.jitter_ratio * self._random() / 4)))
+        return float(min(cap, base * (1 + self._retry.jitter_ratio * self._random() / 4)))
 
     def decide(self, classification: Classification, *, failures: int, throttles: int, scope: str) -> Decision:
         """What to do after a failed attempt: `failures` counts transient failures so far, `throttles` throttles."""

@@ -67,7 +67,7 @@ def test_dotenv_file_in_the_working_directory_is_read(tmp_path: Path) -> None:
         ("SERVICES_META_USER_CONCURRENT_REQUESTS", "0", "SERVICES_META_USER_CONCURRENT_REQUESTS"),
         ("META_PLATFORM__RETRY__MAX_ATTEMPTS", "many", "META_PLATFORM__RETRY__MAX_ATTEMPTS"),
         ("META_PLATFORM__RETRY__MAX_ATEMPTS", "3", "META_PLATFORM__RETRY__MAX_ATEMPTS is not a setting"),
-        ("META_PLATFORM__THROTTLE__PAUSE_FLOOR_S", "5000", "pause_floor_s must not exceed pause_cap_s"),
+        ("META_PLATFORM__THROTTLE__PAUSE_FLOOR_S", "5000", "must not exceed pause_cap_s (900)"),
         (
             "META_ENDPOINTS__ME__RETRY__JITTER_RATIO",
             "2",
@@ -100,3 +100,13 @@ def test_graph_url_loses_its_trailing_slash() -> None:
 
 def test_user_fields_are_split() -> None:
     assert Settings(meta_user_fields="id, name,,email").user_fields == ("id", "name", "email")
+
+
+def test_rate_limit_timings_scale_from_the_window(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings().platform_for("me").throttle.floor_s == 60
+    monkeypatch.setenv("META_RATE_WINDOW_S", "2")
+    throttle = load_settings().platform_for("me").throttle
+    assert (throttle.window_s, throttle.floor_s, throttle.cap_s, throttle.reading_valid_s) == (2, 2 / 60, 0.5, 2)
+    assert throttle.counted_window_s == pytest.approx(2.1)
+    monkeypatch.setenv("META_PLATFORM__THROTTLE__PAUSE_CAP_S", "7")
+    assert load_settings().platform_for("me").throttle.cap_s == 7, "explicit settings still override"
