@@ -26,13 +26,11 @@ from requests.adapters import HTTPAdapter
 
 from motion_meta_cli import __version__
 from motion_meta_cli.config import MetaPlatformConfig
-from motion_meta_cli.cooldowns import Cooldowns, LocalCooldowns
 from motion_meta_cli.errors import (
     CredentialsRejectedError,
     MetaAPIError,
     NetworkError,
     RequestRefusedError,
-    ThrottledError,
     UpstreamError,
 )
 from motion_meta_cli.meta import (
@@ -46,11 +44,11 @@ from motion_meta_cli.meta import (
     classify_response,
     parse_usage,
 )
-from motion_meta_cli.policy import GiveUp, PauseScope, RetryAfter, RetryPolicy
+from motion_meta_cli.moderation.moderator import APP_SCOPE, Moderator
+from motion_meta_cli.moderation.state import LocalState
+from motion_meta_cli.policy import RetryAfter, RetryPolicy
 
 log = logging.getLogger(__name__)
-
-APP_SCOPE = "app"
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +59,9 @@ class MetaResponse:
     usage: Usage
     http_status: int
     attempts: int
+    throttles: int = 0
+    """Throttled answers this request got before it went through."""
+    elapsed_s: float = 0.0
 
 
 def scope_key(scope: ThrottleScope, customer: str | None) -> str:
@@ -93,7 +94,7 @@ class MetaRequestManager:
         config_for: Callable[[str], MetaPlatformConfig] | None = None,
         max_connections: int = 8,
         session: requests.Session | None = None,
-        cooldowns: Cooldowns | None = None,
+        moderator: Moderator | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         random: Callable[[], float] = _random.random,
@@ -104,7 +105,7 @@ class MetaRequestManager:
         self._sleep = sleep
         self._clock = clock
         self._random = random
-        self.cooldowns: Cooldowns = cooldowns or LocalCooldowns(clock)
+        self.moderator = moderator or Moderator(LocalState(clock), sleep=sleep, clock=clock)
         self._setups: dict[str, tuple[MetaPlatformConfig, ThrottleRules, UsageHeaderNames, RetryPolicy]] = {}
 
     def close(self) -> None:
@@ -135,6 +136,7 @@ class MetaRequestManager:
     ) -> MetaResponse:
         """GET `endpoint` (e.g. `me`) with `token`, waiting out pauses and retrying what can be retried."""
         config, rules, header_names, policy = self._setup(endpoint.split("/")[0])
+        handling = config.throttle
         url = self._base + endpoint.lstrip("/")
         secret = token.get_secret_value()
         headers = {
@@ -144,22 +146,17 @@ class MetaRequestManager:
         }
         timeout = (config.retry.connect_timeout_s, config.retry.read_timeout_s)
         scopes = request_scopes(customer)
-        waited_s = 0.0
+        start = self._clock()
         attempts = failures = throttles = 0
-        last: Classification | None = None
         while True:
-            remaining, which = self.cooldowns.remaining_s(scopes)
-            if remaining > 0:
-                if waited_s + remaining > config.throttle.give_up_after_s:
-                    raise _gave_up_throttled(which or APP_SCOPE, remaining, last)
-                log.info("waiting %.1f s for the pause on %s", remaining, which)
-                self._sleep(remaining)
-                waited_s += remaining
-                continue
+            budget_s = handling.give_up_after_s - (self._clock() - start)
+            ordered = [APP_SCOPE, *sorted(scopes - {APP_SCOPE})]
+            ticket = self.moderator.acquire(ordered, handling, budget_s=max(budget_s, 0.0))
             attempts += 1
             try:
                 response = self._session.get(url, params=params, headers=headers, timeout=timeout)
             except requests.RequestException as exc:
+                self.moderator.release(ticket)
                 failures += 1
                 problem = _describe_transport_error(exc, url, config.retry.read_timeout_s)
                 if failures >= config.retry.max_attempts:
@@ -172,29 +169,24 @@ class MetaRequestManager:
             body = response.content
             classification = classify_response(response.status_code, body, usage, rules)
             if classification is None:
-                return MetaResponse(_decode(body), usage, response.status_code, attempts)
-            last = classification
+                self.moderator.succeeded(ticket, usage, handling)
+                waited = self._clock() - start
+                return MetaResponse(_decode(body), usage, response.status_code, attempts, throttles, waited)
             if classification.kind is ErrorKind.THROTTLED:
                 throttles += 1
-            elif classification.kind is ErrorKind.TRANSIENT:
+                key = scope_key(classification.scope, customer) if classification.scope else APP_SCOPE
+                scopes.add(key)
+                self.moderator.throttled(ticket, key, classification, handling, policy)
+                continue
+            self.moderator.release(ticket)
+            if classification.kind is ErrorKind.TRANSIENT:
                 failures += 1
-            key = scope_key(classification.scope, customer) if classification.scope else APP_SCOPE
-            decision = policy.decide(classification, failures=failures, throttles=throttles, scope=key)
-            match decision:
-                case PauseScope(scope=pause_scope, duration_s=duration):
-                    scopes.add(pause_scope)
-                    if self.cooldowns.pause(pause_scope, duration):
-                        log.warning(
-                            "Meta throttled %s (%s); pausing it for %.1f s",
-                            pause_scope,
-                            decision.reason,
-                            duration,
-                        )
-                case RetryAfter(delay_s=delay):
-                    log.info("transient failure (%s); retrying in %.2f s", decision.reason, delay)
-                    self._sleep(delay)
-                case GiveUp():
-                    raise _error_for(classification, decision.reason, secret)
+            decision = policy.decide(classification, failures=failures, throttles=throttles, scope=APP_SCOPE)
+            if isinstance(decision, RetryAfter):
+                log.info("transient failure (%s); retrying in %.2f s", decision.reason, decision.delay_s)
+                self._sleep(decision.delay_s)
+                continue
+            raise _error_for(classification, decision.reason, secret)
 
 
 def _pooled_session(max_connections: int) -> requests.Session:
@@ -234,16 +226,6 @@ def _describe_transport_error(exc: requests.RequestException, url: str, read_tim
     if isinstance(exc, requests.exceptions.ChunkedEncodingError) or "RemoteDisconnected" in text:
         return f"{where} dropped the connection mid-response"
     return f"cannot reach {where} ({type(exc).__name__})"
-
-
-def _gave_up_throttled(scope: str, remaining_s: float, last: Classification | None) -> ThrottledError:
-    return ThrottledError(
-        f"still rate limited by Meta on {scope}: the pause has {remaining_s:.0f} s to run; "
-        "try again later (the pause is kept, nothing was sent into it)",
-        last,
-        scope=scope,
-        retry_after_s=remaining_s,
-    )
 
 
 def _error_for(classification: Classification, reason: str, secret: str) -> MetaAPIError:

@@ -9,7 +9,7 @@ import responses
 from pydantic import SecretStr
 
 from motion_meta_cli.config import MetaPlatformConfig
-from motion_meta_cli.cooldowns import LocalCooldowns
+from motion_meta_cli.moderation.state import LocalState
 from motion_meta_cli.errors import (
     CredentialsRejectedError,
     NetworkError,
@@ -141,8 +141,8 @@ def test_gives_up_when_the_pause_outlasts_the_budget_and_keeps_the_pause() -> No
     assert caught.value.retry_after_s == pytest.approx(19 * 60)
     assert caught.value.exit_code == 5
     assert clock.sleeps == []
-    assert isinstance(manager.cooldowns, LocalCooldowns)
-    assert manager.cooldowns.active() == {"buc:42:ads_management": pytest.approx(1140)}
+    assert isinstance(manager.moderator.state, LocalState)
+    assert manager.moderator.state.active_cooldowns() == {"buc:42:ads_management": pytest.approx(1140)}
 
 
 @responses.activate
@@ -150,7 +150,7 @@ def test_a_known_pause_is_waited_out_before_sending() -> None:
     responses.get(ME, json={"id": "1", "name": "Ada"})
     clock = Clock()
     manager = _manager(clock)
-    manager.cooldowns.pause("user:acme", 30)
+    manager.moderator.state.pause("user:acme", 30_000, recovering=False, limited_ms=0, shrink_pct=0)
     manager.get("me", TOKEN, customer="acme")
     assert clock.sleeps == [30.0]
     manager.get("me", TOKEN, customer="other")

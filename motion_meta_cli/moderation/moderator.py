@@ -1,0 +1,201 @@
+"""The moderator: before each request, wait out what applies; after it, record what Meta said.
+
+    moderator = Moderator(state)                       # LocalState, SQLiteState or RedisState
+    ticket = moderator.acquire(["app", "user:acme"], handling, budget_s=120)
+    ...send...
+    moderator.succeeded(ticket, usage, handling)       # or .throttled(ticket, scope, classification, ...)
+
+Decisions are the policy's (`policy.RetryPolicy`) and the state's (atomic, shared); this module only
+sequences them and sleeps. Scopes: `app` (X-App-Usage, code 4), `user:<customer>` (code 17),
+`page:<id>` (32), `buc:<id>:<type>` (800xx, with ETA), `ad_account:<id>`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from motion_meta_cli.config import ThrottleHandling
+from motion_meta_cli.errors import ThrottledError
+from motion_meta_cli.meta import Classification, Usage
+from motion_meta_cli.moderation.capacity import estimate_capacity
+from motion_meta_cli.moderation.state import UNMETERED, AdmitRule, ModerationState
+from motion_meta_cli.policy import RetryPolicy
+
+log = logging.getLogger(__name__)
+
+APP_SCOPE = "app"
+BUDGET_PROBE = "app:budget"
+"""The probe that learns the app's budget from the first usage reading, when pacing starts cold."""
+REORDER_MS = 10
+"""Our sends in the last few milliseconds before a request may reach Meta after it: not counted in its reading."""
+LIMITED_WINDOWS = 10
+"""After a throttle, a scope's learned budget is enforced (even with pacing off) for this many windows."""
+SHRINK_PCT = 2.0
+"""A throttle despite a learned budget lowers it by this much."""
+
+
+@dataclass
+class ModerationStats:
+    """Counters for live views and summaries; thread-safe."""
+
+    waiting: int = 0
+    paused_s: float = 0.0
+    throttles: int = 0
+    probes: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, **deltas: float) -> None:
+        """Add to counters by name."""
+        with self._lock:
+            for name, delta in deltas.items():
+                setattr(self, name, getattr(self, name) + delta)
+
+
+@dataclass
+class Ticket:
+    """One admitted attempt: when it left (state clock) and which probes it carries."""
+
+    sent_ms: int
+    scopes: tuple[str, ...]
+    probes: dict[str, str] = field(default_factory=dict)
+    waited_s: float = 0.0
+
+
+def admit_rule(handling: ThrottleHandling) -> AdmitRule:
+    """The send-log rule for a platform config."""
+    return AdmitRule(
+        window_ms=int(handling.counted_window_s * 1000),
+        pacing=handling.pacing,
+        threshold_pct=handling.usage_threshold_pct,
+    )
+
+
+class Moderator:
+    """Shared self-moderation: cooldowns, probes after a block, and a learned budget per scope."""
+
+    def __init__(
+        self,
+        state: ModerationState,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.state = state
+        self.stats = ModerationStats()
+        self._sleep = sleep
+        self._clock = clock
+
+    def acquire(self, scopes: Sequence[str], handling: ThrottleHandling, *, budget_s: float) -> Ticket:
+        """Wait until a request on `scopes` (the app scope first) may leave, then log it.
+
+        Raises ThrottledError when that would take longer than `budget_s`.
+        """
+        rule = admit_rule(handling)
+        poll_s = min(max(handling.window_s / 40, 0.01), 1.0)
+        probe_ttl_ms = int(max(handling.window_s, 60) * 1000)
+        start = self._clock()
+        probes: dict[str, str] = {}
+        try:
+            while True:
+                hold = self.state.hold(scopes)
+                if hold.wait_ms > 0:
+                    self._wait(hold.wait_ms / 1000, hold.scope or APP_SCOPE, start, budget_s)
+                    continue
+                wanted = list(hold.recovering)
+                if handling.pacing and not hold.budget_known:
+                    wanted.append(BUDGET_PROBE)  # the first request learns the budget; the rest wait for it
+                missing = [s for s in wanted if s not in probes]
+                for scope in missing:
+                    holder = self.state.try_probe(scope, probe_ttl_ms)
+                    if holder is None:
+                        break
+                    probes[scope] = holder
+                if any(s not in probes for s in wanted):
+                    # Someone else probes; sleep until their request could leave, at least a poll.
+                    wait_ms, _ = self.state.admit(APP_SCOPE, rule, record=False)
+                    self._wait(max(wait_ms / 1000, poll_s), wanted[0], start, budget_s)
+                    continue
+                wait_ms, now_ms = self.state.admit(APP_SCOPE, rule)
+                if wait_ms > 0:
+                    self._wait(wait_ms / 1000, APP_SCOPE, start, budget_s)
+                    continue
+                if probes:
+                    self.stats.add(probes=1)
+                    log.info("probing %s after a pause", ", ".join(probes))
+                return Ticket(now_ms, tuple(scopes), probes, self._clock() - start)
+        except BaseException:
+            self._end_probes(probes)
+            raise
+
+    def succeeded(self, ticket: Ticket, usage: Usage, handling: ThrottleHandling) -> None:
+        """Record a success: clear strikes and recovery, learn the app budget from X-App-Usage."""
+        window_ms = int(handling.window_s * 1000)
+        until_ms = ticket.sent_ms - REORDER_MS
+        sends = self.state.observe_success(APP_SCOPE, until_ms, window_ms) + 1
+        for scope in ticket.probes:
+            if scope not in (APP_SCOPE, BUDGET_PROBE):
+                self.state.observe_success(scope, until_ms, window_ms)
+        reading = usage.app.max_pct if usage.app is not None else None
+        capacity = UNMETERED if reading is None else estimate_capacity(sends, reading)
+        if capacity is not None:
+            self.state.raise_capacity(APP_SCOPE, capacity, int(handling.reading_valid_s * 1000))
+        self._end_probes(ticket.probes)
+
+    def throttled(
+        self,
+        ticket: Ticket,
+        scope: str,
+        classification: Classification,
+        handling: ThrottleHandling,
+        policy: RetryPolicy,
+    ) -> float:
+        """Record a throttle of `scope`: a strike, an extended cooldown; returns the pause chosen."""
+        strikes, new = self.state.strike(scope, ticket.sent_ms)
+        duration_s = policy.throttle_pause_s(strikes, classification.eta_s)
+        with_eta = classification.eta_s is not None and classification.eta_s > 0
+        extended = self.state.pause(
+            scope,
+            int(duration_s * 1000),
+            recovering=not with_eta,
+            limited_ms=int(handling.window_s * LIMITED_WINDOWS * 1000),
+            shrink_pct=SHRINK_PCT if new else 0.0,
+        )
+        self.stats.add(throttles=1)
+        if extended and new:
+            log.warning(
+                "Meta throttled %s (%s); pausing it for %.1f s%s",
+                scope,
+                classification.reason,
+                duration_s,
+                " (Meta's estimate)" if with_eta else f" (strike {strikes})",
+            )
+        self._end_probes(ticket.probes)
+        return duration_s
+
+    def release(self, ticket: Ticket) -> None:
+        """The attempt ended without an answer about the scopes (a transport error): free its probes."""
+        self._end_probes(ticket.probes)
+
+    def _end_probes(self, probes: dict[str, str]) -> None:
+        for scope, holder in probes.items():
+            self.state.end_probe(scope, holder)
+        probes.clear()
+
+    def _wait(self, seconds: float, scope: str, start: float, budget_s: float) -> None:
+        elapsed = self._clock() - start
+        if elapsed + seconds > budget_s:
+            raise ThrottledError(
+                f"still rate limited by Meta on {scope}: {seconds:.0f} s to wait is more than this request "
+                "may; try again later (the pause is kept, nothing was sent into it)",
+                scope=scope,
+                retry_after_s=seconds,
+            )
+        self.stats.add(waiting=1)
+        try:
+            self._sleep(seconds)
+        finally:
+            self.stats.add(waiting=-1, paused_s=seconds)

@@ -1,0 +1,284 @@
+"""Shared moderation state: what every instance must agree on, per scope (`app`, `user:acme`, ...).
+
+- a **cooldown**: no requests on the scope until it ends; only ever extended, never shortened;
+- **strikes**: consecutive throttles without an ETA, which grow the next pause; a throttle counts as a
+  new strike only if its request left after the current cooldown began (a burst already in flight
+  when Meta said stop is one strike, not a hundred);
+- **recovery**: set when a cooldown without an ETA starts, cleared by the first success; while set,
+  one probe goes first and the others wait for its answer;
+- a **send log**: when each of our requests on the scope left, for a sliding-window budget;
+- a **capacity**: calls per window the scope allows, learned from usage headers, and a *limited*
+  flag (the scope was throttled recently), which turns the budget on even when pacing is off;
+- **slots**: leases that cap one customer's requests in flight across instances.
+
+Every time is in milliseconds on the state's own clock (Redis's server clock, the wall clock for
+SQLite, an injected clock in memory), so instances never compare their own clocks.
+`LocalState` is the in-process implementation: the fallback when the cache is unreachable, and the
+reference the shared implementations are tested against.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class AdmitRule:
+    """How the send log admits a request on a scope."""
+
+    window_ms: int
+    """How long a send stays counted (the usage window plus the guard)."""
+    pacing: bool
+    """Enforce the learned budget before any throttle (off: only once the scope has been throttled)."""
+    threshold_pct: float
+    """Above this share of the budget, sends are spaced at window / capacity."""
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """Why a request must wait: the longest cooldown among its scopes, and scopes in recovery."""
+
+    wait_ms: int
+    scope: str | None
+    recovering: tuple[str, ...] = ()
+    budget_known: bool = True
+    """False while the first scope (the app) has no learned capacity: one request goes first to learn it."""
+
+
+class ModerationState(Protocol):
+    """The operations moderation needs; each is atomic across every instance sharing the state."""
+
+    def now_ms(self) -> int:
+        """The state's clock."""
+        ...
+
+    def hold(self, scopes: Sequence[str]) -> Hold:
+        """The longest cooldown remaining among `scopes`, which are recovering, and whether the first
+        scope's budget is known."""
+        ...
+
+    def admit(self, scope: str, rule: AdmitRule, *, record: bool = True) -> tuple[int, int]:
+        """(wait_ms, now_ms): 0 means admitted (and logged when `record`); else how long until a slot frees."""
+        ...
+
+    def observe_success(self, scope: str, until_ms: int, window_ms: int) -> int:
+        """Clear strikes and recovery; return how many of our sends fell in (until_ms - window, until_ms]."""
+        ...
+
+    def raise_capacity(self, scope: str, capacity: int, ttl_ms: int) -> int:
+        """Merge a capacity (`merged_capacity`), valid for `ttl_ms`; returns the stored value."""
+        ...
+
+    def strike(self, scope: str, sent_ms: int) -> tuple[int, bool]:
+        """Count a throttle: a new strike if the request left after the current cooldown began.
+        Returns (strikes, whether this one was new)."""
+        ...
+
+    def pause(self, scope: str, duration_ms: int, *, recovering: bool, limited_ms: int, shrink_pct: float) -> bool:
+        """Extend the cooldown to now + duration (never shorten); mark recovery, mark the scope limited for
+        `limited_ms`, and shrink its capacity by `shrink_pct` %. True if the cooldown was extended."""
+        ...
+
+    def try_probe(self, scope: str, ttl_ms: int) -> str | None:
+        """Become the one request that probes a recovering scope; returns a holder id or None."""
+        ...
+
+    def end_probe(self, scope: str, holder: str) -> None:
+        """Give the probe up (its answer has been recorded)."""
+        ...
+
+    def acquire_slot(self, name: str, limit: int, lease_ms: int) -> str | None:
+        """Take one of `limit` leases on `name`; returns a holder id, or None when all are taken."""
+        ...
+
+    def release_slot(self, name: str, holder: str) -> None:
+        """Return a lease early."""
+        ...
+
+    def active_cooldowns(self) -> dict[str, float]:
+        """Every scope in a cooldown, with its remaining seconds (for display)."""
+        ...
+
+
+def new_holder() -> str:
+    """A unique id for a probe or slot holder."""
+    return secrets.token_hex(8)
+
+
+UNMETERED = 0
+"""A capacity meaning "answers came back without usage headers": nothing to pace by."""
+
+
+def merged_capacity(current: int | None, new: int) -> int:
+    """Learned capacities only grow within their TTL; UNMETERED never replaces a learned one."""
+    if new == UNMETERED:
+        return UNMETERED if current is None else current
+    return new if current is None or current == UNMETERED else max(current, new)
+
+
+def admission_wait(log: Sequence[int], now: int, rule: AdmitRule, capacity: int | None, limited: bool) -> int:
+    """The pure admission rule every implementation follows. `log` is the sorted sends still in the window.
+
+    No ceiling while pacing is off and the scope has not been throttled, or while no budget has been
+    learned (unknown, or answers carry no usage headers); else at most the learned capacity within the
+    window, with sends spaced at window / capacity above the threshold.
+    """
+    if capacity is None or capacity == UNMETERED or (not rule.pacing and not limited):
+        return 0
+    if len(log) >= capacity:
+        # The entry whose ageing out brings the count below the ceiling.
+        return max(1, log[len(log) - capacity] + rule.window_ms - now)
+    if log and len(log) >= math.floor(capacity * rule.threshold_pct / 100):
+        return max(0, log[-1] + rule.window_ms // capacity - now)
+    return 0
+
+
+@dataclass
+class _Scope:
+    cooldown_until: int = 0
+    cooldown_started: int = -1
+    strikes: int = 0
+    recovering: bool = False
+    limited_until: int = 0
+    capacity: int | None = None
+    capacity_until: int = 0
+    probe: tuple[str, int] | None = None
+    sends: deque[int] = field(default_factory=deque)
+
+
+class LocalState:
+    """`ModerationState` in this process's memory."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._scopes: dict[str, _Scope] = {}
+        self._slots: dict[str, dict[str, int]] = {}
+        self._lock = threading.Lock()
+
+    def now_ms(self) -> int:
+        """Milliseconds on the injected clock."""
+        return int(self._clock() * 1000)
+
+    def _scope(self, name: str) -> _Scope:
+        return self._scopes.setdefault(name, _Scope())
+
+    def hold(self, scopes: Sequence[str]) -> Hold:
+        """The longest cooldown remaining among `scopes`, and which are recovering."""
+        now = self.now_ms()
+        wait, which, recovering = 0, None, []
+        with self._lock:
+            for name in scopes:
+                scope = self._scopes.get(name)
+                if scope is None:
+                    continue
+                if scope.cooldown_until - now > wait:
+                    wait, which = scope.cooldown_until - now, name
+                if scope.recovering:
+                    recovering.append(name)
+            first = self._scopes.get(scopes[0]) if scopes else None
+            known = first is not None and first.capacity is not None and first.capacity_until > now
+        return Hold(wait, which, tuple(recovering), known)
+
+    def admit(self, scope: str, rule: AdmitRule, *, record: bool = True) -> tuple[int, int]:
+        """Admit against the sliding-window log (see `admission_wait`)."""
+        now = self.now_ms()
+        with self._lock:
+            state = self._scope(scope)
+            while state.sends and state.sends[0] <= now - rule.window_ms:
+                state.sends.popleft()
+            capacity = state.capacity if state.capacity_until > now else None
+            wait = admission_wait(list(state.sends), now, rule, capacity, state.limited_until > now)
+            if wait == 0 and record:
+                state.sends.append(now)
+        return wait, now
+
+    def observe_success(self, scope: str, until_ms: int, window_ms: int) -> int:
+        """Clear strikes and recovery; count our sends in (until_ms - window, until_ms]."""
+        with self._lock:
+            state = self._scope(scope)
+            state.strikes, state.recovering, state.cooldown_started = 0, False, -1
+            return sum(1 for sent in state.sends if until_ms - window_ms < sent <= until_ms)
+
+    def raise_capacity(self, scope: str, capacity: int, ttl_ms: int) -> int:
+        """Keep the larger capacity, valid for `ttl_ms` from now."""
+        now = self.now_ms()
+        with self._lock:
+            state = self._scope(scope)
+            current = state.capacity if state.capacity_until > now else None
+            state.capacity = merged_capacity(current, capacity)
+            state.capacity_until = now + ttl_ms
+            return state.capacity
+
+    def strike(self, scope: str, sent_ms: int) -> tuple[int, bool]:
+        """A new strike unless the request left before the current cooldown began."""
+        now = self.now_ms()
+        with self._lock:
+            state = self._scope(scope)
+            new = sent_ms > state.cooldown_started
+            if new:
+                state.strikes += 1
+                state.cooldown_started = now
+            return max(state.strikes, 1), new
+
+    def pause(self, scope: str, duration_ms: int, *, recovering: bool, limited_ms: int, shrink_pct: float) -> bool:
+        """Extend-only cooldown, recovery and limited flags, capacity shrink."""
+        now = self.now_ms()
+        with self._lock:
+            state = self._scope(scope)
+            state.recovering = state.recovering or recovering
+            state.limited_until = max(state.limited_until, now + limited_ms)
+            if state.capacity and shrink_pct > 0:
+                state.capacity = max(1, math.floor(state.capacity * (1 - shrink_pct / 100)))
+            if now + duration_ms <= state.cooldown_until:
+                return False
+            state.cooldown_until = now + duration_ms
+            return True
+
+    def try_probe(self, scope: str, ttl_ms: int) -> str | None:
+        """Take the probe of `scope` if nobody holds a live one."""
+        now = self.now_ms()
+        with self._lock:
+            state = self._scope(scope)
+            if state.probe is not None and state.probe[1] > now:
+                return None
+            holder = new_holder()
+            state.probe = (holder, now + ttl_ms)
+            return holder
+
+    def end_probe(self, scope: str, holder: str) -> None:
+        """Release the probe if `holder` still has it."""
+        with self._lock:
+            state = self._scope(scope)
+            if state.probe is not None and state.probe[0] == holder:
+                state.probe = None
+
+    def acquire_slot(self, name: str, limit: int, lease_ms: int) -> str | None:
+        """One of `limit` leases on `name`."""
+        now = self.now_ms()
+        with self._lock:
+            holders = {h: until for h, until in self._slots.get(name, {}).items() if until > now}
+            if len(holders) >= limit:
+                self._slots[name] = holders
+                return None
+            holder = new_holder()
+            holders[holder] = now + lease_ms
+            self._slots[name] = holders
+            return holder
+
+    def release_slot(self, name: str, holder: str) -> None:
+        """Return a lease."""
+        with self._lock:
+            self._slots.get(name, {}).pop(holder, None)
+
+    def active_cooldowns(self) -> dict[str, float]:
+        """Scopes in a cooldown and their remaining seconds."""
+        now = self.now_ms()
+        with self._lock:
+            return {n: (s.cooldown_until - now) / 1000 for n, s in self._scopes.items() if s.cooldown_until > now}
