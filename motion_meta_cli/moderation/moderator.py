@@ -30,12 +30,8 @@ log = logging.getLogger(__name__)
 APP_SCOPE = "app"
 BUDGET_PROBE = "app:budget"
 """The probe that learns the app's budget from the first usage reading, when pacing starts cold."""
-REORDER_MS = 10
-"""Our sends in the last few milliseconds before a request may reach Meta after it: not counted in its reading."""
 LIMITED_WINDOWS = 10
 """After a throttle, a scope's learned budget is enforced (even with pacing off) for this many windows."""
-SHRINK_PCT = 2.0
-"""A throttle despite a learned budget lowers it by this much."""
 
 
 @dataclass
@@ -134,13 +130,14 @@ class Moderator:
     def succeeded(self, ticket: Ticket, usage: Usage, handling: ThrottleHandling) -> None:
         """Record a success: clear strikes and recovery, learn the app budget from X-App-Usage."""
         window_ms = int(handling.window_s * 1000)
-        until_ms = ticket.sent_ms - REORDER_MS
-        sends = self.state.observe_success(APP_SCOPE, until_ms, window_ms) + 1
+        # Only successes that came back before this request left were surely counted before it: a lower
+        # bound on our share of the reading, so the budget learned from it errs on the safe side.
+        counted = self.state.observe_success(APP_SCOPE, ticket.sent_ms, window_ms) + 1
         for scope in ticket.probes:
             if scope not in (APP_SCOPE, BUDGET_PROBE):
-                self.state.observe_success(scope, until_ms, window_ms)
+                self.state.observe_success(scope, ticket.sent_ms, window_ms)
         reading = usage.app.max_pct if usage.app is not None else None
-        capacity = UNMETERED if reading is None else estimate_capacity(sends, reading)
+        capacity = UNMETERED if reading is None else estimate_capacity(counted, reading)
         if capacity is not None:
             self.state.raise_capacity(APP_SCOPE, capacity, int(handling.reading_valid_s * 1000))
         self._end_probes(ticket.probes)
@@ -162,7 +159,7 @@ class Moderator:
             int(duration_s * 1000),
             recovering=not with_eta,
             limited_ms=int(handling.window_s * LIMITED_WINDOWS * 1000),
-            shrink_pct=SHRINK_PCT if new else 0.0,
+            relearn_window_ms=int(handling.window_s * 1000) if scope == APP_SCOPE and not with_eta else 0,
         )
         self.stats.add(throttles=1)
         if extended and new:

@@ -68,8 +68,9 @@ class ModerationState(Protocol):
         """(wait_ms, now_ms): 0 means admitted (and logged when `record`); else how long until a slot frees."""
         ...
 
-    def observe_success(self, scope: str, until_ms: int, window_ms: int) -> int:
-        """Clear strikes and recovery; return how many of our sends fell in (until_ms - window, until_ms]."""
+    def observe_success(self, scope: str, sent_ms: int, window_ms: int) -> int:
+        """Log a success that left at `sent_ms`, clear strikes and recovery, and return how many of our
+        successes had come back in (sent_ms - window, sent_ms]: calls Meta surely counted before this one."""
         ...
 
     def raise_capacity(self, scope: str, capacity: int, ttl_ms: int) -> int:
@@ -81,9 +82,12 @@ class ModerationState(Protocol):
         Returns (strikes, whether this one was new)."""
         ...
 
-    def pause(self, scope: str, duration_ms: int, *, recovering: bool, limited_ms: int, shrink_pct: float) -> bool:
-        """Extend the cooldown to now + duration (never shorten); mark recovery, mark the scope limited for
-        `limited_ms`, and shrink its capacity by `shrink_pct` %. True if the cooldown was extended."""
+    def pause(
+        self, scope: str, duration_ms: int, *, recovering: bool, limited_ms: int, relearn_window_ms: int
+    ) -> bool:
+        """Extend the cooldown to now + duration (never shorten), mark recovery and the scope limited for
+        `limited_ms`. With `relearn_window_ms`, set the capacity to the successes that left within that
+        window: Meta just proved the budget is no larger. True if the cooldown was extended."""
         ...
 
     def try_probe(self, scope: str, ttl_ms: int) -> str | None:
@@ -151,6 +155,7 @@ class _Scope:
     capacity_until: int = 0
     probe: tuple[str, int] | None = None
     sends: deque[int] = field(default_factory=deque)
+    successes: deque[tuple[int, int]] = field(default_factory=deque)  # (came back, left), by came back
 
 
 class LocalState:
@@ -199,12 +204,17 @@ class LocalState:
                 state.sends.append(now)
         return wait, now
 
-    def observe_success(self, scope: str, until_ms: int, window_ms: int) -> int:
-        """Clear strikes and recovery; count our sends in (until_ms - window, until_ms]."""
+    def observe_success(self, scope: str, sent_ms: int, window_ms: int) -> int:
+        """Log the success; clear strikes and recovery; count successes back in (sent_ms - window, sent_ms]."""
+        now = self.now_ms()
         with self._lock:
             state = self._scope(scope)
             state.strikes, state.recovering, state.cooldown_started = 0, False, -1
-            return sum(1 for sent in state.sends if until_ms - window_ms < sent <= until_ms)
+            while state.successes and state.successes[0][0] <= now - 2 * window_ms:
+                state.successes.popleft()
+            before = sum(1 for back, _ in state.successes if sent_ms - window_ms < back <= sent_ms)
+            state.successes.append((now, sent_ms))
+            return before
 
     def raise_capacity(self, scope: str, capacity: int, ttl_ms: int) -> int:
         """Keep the larger capacity, valid for `ttl_ms` from now."""
@@ -227,15 +237,19 @@ class LocalState:
                 state.cooldown_started = now
             return max(state.strikes, 1), new
 
-    def pause(self, scope: str, duration_ms: int, *, recovering: bool, limited_ms: int, shrink_pct: float) -> bool:
-        """Extend-only cooldown, recovery and limited flags, capacity shrink."""
+    def pause(
+        self, scope: str, duration_ms: int, *, recovering: bool, limited_ms: int, relearn_window_ms: int
+    ) -> bool:
+        """Extend-only cooldown, recovery and limited flags, capacity relearned from successes."""
         now = self.now_ms()
         with self._lock:
             state = self._scope(scope)
             state.recovering = state.recovering or recovering
             state.limited_until = max(state.limited_until, now + limited_ms)
-            if state.capacity and shrink_pct > 0:
-                state.capacity = max(1, math.floor(state.capacity * (1 - shrink_pct / 100)))
+            if relearn_window_ms > 0:
+                succeeded = sum(1 for _, left in state.successes if left > now - relearn_window_ms)
+                if succeeded > 0:
+                    state.capacity, state.capacity_until = succeeded, max(state.capacity_until, now + limited_ms)
             if now + duration_ms <= state.cooldown_until:
                 return False
             state.cooldown_until = now + duration_ms
