@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 APP_SCOPE = "app"
 BUDGET_PROBE = "app:budget"
 """The probe that learns the app's budget from the first usage reading, when pacing starts cold."""
+ESTIMATE_MARGIN_PCT = 2.0
+"""Share of the window at each end within which a success is not counted towards a reading."""
 LIMITED_WINDOWS = 10
 """After a throttle, a scope's learned budget is enforced (even with pacing off) for this many windows."""
 
@@ -84,6 +86,7 @@ class Moderator:
         self.stats = ModerationStats()
         self._sleep = sleep
         self._clock = clock
+        self._gate = threading.Lock()
 
     def acquire(self, scopes: Sequence[str], handling: ThrottleHandling, *, budget_s: float) -> Ticket:
         """Wait until a request on `scopes` (the app scope first) may leave, then log it.
@@ -95,6 +98,7 @@ class Moderator:
         probe_ttl_ms = int(max(handling.window_s, 60) * 1000)
         start = self._clock()
         probes: dict[str, str] = {}
+        self.stats.add(waiting=1)
         try:
             while True:
                 hold = self.state.hold(scopes)
@@ -104,8 +108,7 @@ class Moderator:
                 wanted = list(hold.recovering)
                 if handling.pacing and not hold.budget_known:
                     wanted.append(BUDGET_PROBE)  # the first request learns the budget; the rest wait for it
-                missing = [s for s in wanted if s not in probes]
-                for scope in missing:
+                for scope in [s for s in wanted if s not in probes]:
                     holder = self.state.try_probe(scope, probe_ttl_ms)
                     if holder is None:
                         break
@@ -115,27 +118,43 @@ class Moderator:
                     wait_ms, _ = self.state.admit(APP_SCOPE, rule, record=False)
                     self._wait(max(wait_ms / 1000, poll_s), wanted[0], start, budget_s)
                     continue
-                wait_ms, now_ms = self.state.admit(APP_SCOPE, rule)
-                if wait_ms > 0:
-                    self._wait(wait_ms / 1000, APP_SCOPE, start, budget_s)
-                    continue
-                if probes:
-                    self.stats.add(probes=1)
-                    log.info("probing %s after a pause", ", ".join(probes))
-                return Ticket(now_ms, tuple(scopes), probes, self._clock() - start)
+                ticket = self._admit(scopes, rule, probes, start, budget_s)
+                if ticket is not None:
+                    if probes:
+                        self.stats.add(probes=1)
+                        log.info("probing %s after a pause", ", ".join(probes))
+                    return ticket
         except BaseException:
             self._end_probes(probes)
             raise
+        finally:
+            self.stats.add(waiting=-1)
+
+    def _admit(
+        self, scopes: Sequence[str], rule: AdmitRule, probes: dict[str, str], start: float, budget_s: float
+    ) -> Ticket | None:
+        # One thread per process polls the shared send log at a time; the others queue here instead of
+        # all waking at the instant a slot frees. None: a pause began meanwhile, start over.
+        with self._gate:
+            while True:
+                hold = self.state.hold(scopes)
+                if hold.wait_ms > 0 or any(s not in probes for s in hold.recovering):
+                    return None
+                wait_ms, now_ms = self.state.admit(APP_SCOPE, rule)
+                if wait_ms == 0:
+                    return Ticket(now_ms, tuple(scopes), probes, self._clock() - start)
+                self._wait(wait_ms / 1000, APP_SCOPE, start, budget_s)
 
     def succeeded(self, ticket: Ticket, usage: Usage, handling: ThrottleHandling) -> None:
         """Record a success: clear strikes and recovery, learn the app budget from X-App-Usage."""
         window_ms = int(handling.window_s * 1000)
-        # Only successes that came back before this request left were surely counted before it: a lower
-        # bound on our share of the reading, so the budget learned from it errs on the safe side.
-        counted = self.state.observe_success(APP_SCOPE, ticket.sent_ms, window_ms) + 1
+        margin_ms = int(window_ms * ESTIMATE_MARGIN_PCT / 100)
+        # Successes that left well inside the window and well before this request were surely counted
+        # before it: a lower bound on our share of the reading, so the budget learned errs on the safe side.
+        counted = self.state.observe_success(APP_SCOPE, ticket.sent_ms, window_ms, margin_ms) + 1
         for scope in ticket.probes:
             if scope not in (APP_SCOPE, BUDGET_PROBE):
-                self.state.observe_success(scope, ticket.sent_ms, window_ms)
+                self.state.observe_success(scope, ticket.sent_ms, window_ms, margin_ms)
         reading = usage.app.max_pct if usage.app is not None else None
         capacity = UNMETERED if reading is None else estimate_capacity(counted, reading)
         if capacity is not None:
@@ -191,8 +210,5 @@ class Moderator:
                 scope=scope,
                 retry_after_s=seconds,
             )
-        self.stats.add(waiting=1)
-        try:
-            self._sleep(seconds)
-        finally:
-            self.stats.add(waiting=-1, paused_s=seconds)
+        self._sleep(seconds)
+        self.stats.add(paused_s=seconds)

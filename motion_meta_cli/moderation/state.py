@@ -23,6 +23,7 @@ import math
 import secrets
 import threading
 import time
+from bisect import insort
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -68,9 +69,10 @@ class ModerationState(Protocol):
         """(wait_ms, now_ms): 0 means admitted (and logged when `record`); else how long until a slot frees."""
         ...
 
-    def observe_success(self, scope: str, sent_ms: int, window_ms: int) -> int:
-        """Log a success that left at `sent_ms`, clear strikes and recovery, and return how many of our
-        successes had come back in (sent_ms - window, sent_ms]: calls Meta surely counted before this one."""
+    def observe_success(self, scope: str, sent_ms: int, window_ms: int, margin_ms: int) -> int:
+        """Log a success that left at `sent_ms`, clear strikes and recovery, and return how many earlier
+        successes left in (sent_ms - window + margin, sent_ms - margin]: calls Meta surely counted, in
+        its window, before this one (the margins absorb the time a request takes to reach Meta)."""
         ...
 
     def raise_capacity(self, scope: str, capacity: int, ttl_ms: int) -> int:
@@ -155,7 +157,7 @@ class _Scope:
     capacity_until: int = 0
     probe: tuple[str, int] | None = None
     sends: deque[int] = field(default_factory=deque)
-    successes: deque[tuple[int, int]] = field(default_factory=deque)  # (came back, left), by came back
+    successes: deque[int] = field(default_factory=deque)  # when each success left, sorted
 
 
 class LocalState:
@@ -204,16 +206,16 @@ class LocalState:
                 state.sends.append(now)
         return wait, now
 
-    def observe_success(self, scope: str, sent_ms: int, window_ms: int) -> int:
-        """Log the success; clear strikes and recovery; count successes back in (sent_ms - window, sent_ms]."""
-        now = self.now_ms()
+    def observe_success(self, scope: str, sent_ms: int, window_ms: int, margin_ms: int) -> int:
+        """Log the success; clear strikes and recovery; count earlier successes that surely counted."""
         with self._lock:
             state = self._scope(scope)
             state.strikes, state.recovering, state.cooldown_started = 0, False, -1
-            while state.successes and state.successes[0][0] <= now - 2 * window_ms:
+            while state.successes and state.successes[0] <= sent_ms - 2 * window_ms:
                 state.successes.popleft()
-            before = sum(1 for back, _ in state.successes if sent_ms - window_ms < back <= sent_ms)
-            state.successes.append((now, sent_ms))
+            low, high = sent_ms - window_ms + margin_ms, sent_ms - margin_ms
+            before = sum(1 for left in state.successes if low < left <= high)
+            insort(state.successes, sent_ms)
             return before
 
     def raise_capacity(self, scope: str, capacity: int, ttl_ms: int) -> int:
@@ -247,7 +249,7 @@ class LocalState:
             state.recovering = state.recovering or recovering
             state.limited_until = max(state.limited_until, now + limited_ms)
             if relearn_window_ms > 0:
-                succeeded = sum(1 for _, left in state.successes if left > now - relearn_window_ms)
+                succeeded = sum(1 for left in state.successes if left > now - relearn_window_ms)
                 if succeeded > 0:
                     state.capacity, state.capacity_until = succeeded, max(state.capacity_until, now + limited_ms)
             if now + duration_ms <= state.cooldown_until:
