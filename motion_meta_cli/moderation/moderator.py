@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from motion_meta_cli.config import ThrottleHandling
 from motion_meta_cli.errors import ThrottledError
 from motion_meta_cli.meta import Classification, Usage
-from motion_meta_cli.moderation.capacity import estimate_capacity
+from motion_meta_cli.moderation.capacity import PRECISE_FROM_PCT, estimate_capacity
 from motion_meta_cli.moderation.state import UNMETERED, AdmitRule, ModerationState
 from motion_meta_cli.policy import RetryPolicy
 
@@ -158,7 +158,8 @@ class Moderator:
         reading = usage.app.max_pct if usage.app is not None else None
         capacity = UNMETERED if reading is None else estimate_capacity(counted, reading)
         if capacity is not None:
-            self.state.raise_capacity(APP_SCOPE, capacity, int(handling.reading_valid_s * 1000))
+            precise = reading is not None and reading >= PRECISE_FROM_PCT
+            self.state.raise_capacity(APP_SCOPE, capacity, int(handling.reading_valid_s * 1000), precise=precise)
         self._end_probes(ticket.probes)
 
     def throttled(

@@ -39,7 +39,7 @@ class AdmitRule:
     pacing: bool
     """Enforce the learned budget before any throttle (off: only once the scope has been throttled)."""
     threshold_pct: float
-    """Above this share of the budget, sends are spaced at window / capacity."""
+    """Above this share of a budget not yet pinned by a reading, sends are spaced at window / capacity."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,8 +75,9 @@ class ModerationState(Protocol):
         its window, before this one (the margins absorb the time a request takes to reach Meta)."""
         ...
 
-    def raise_capacity(self, scope: str, capacity: int, ttl_ms: int) -> int:
-        """Merge a capacity (`merged_capacity`), valid for `ttl_ms`; returns the stored value."""
+    def raise_capacity(self, scope: str, capacity: int, ttl_ms: int, *, precise: bool) -> int:
+        """Merge a capacity (`merged_capacity`), valid for `ttl_ms`; `precise` when a reading pinned it.
+        Returns the stored value."""
         ...
 
     def strike(self, scope: str, sent_ms: int) -> tuple[int, bool]:
@@ -129,19 +130,22 @@ def merged_capacity(current: int | None, new: int) -> int:
     return new if current is None or current == UNMETERED else max(current, new)
 
 
-def admission_wait(log: Sequence[int], now: int, rule: AdmitRule, capacity: int | None, limited: bool) -> int:
+def admission_wait(
+    log: Sequence[int], now: int, rule: AdmitRule, capacity: int | None, limited: bool, precise: bool
+) -> int:
     """The pure admission rule every implementation follows. `log` is the sorted sends still in the window.
 
     No ceiling while pacing is off and the scope has not been throttled, or while no budget has been
     learned (unknown, or answers carry no usage headers); else at most the learned capacity within the
-    window, with sends spaced at window / capacity above the threshold.
+    window. While the budget is only a coarse lower bound, sends above the threshold are spaced at
+    window / capacity, so each new reading can refine it before the top is reached.
     """
     if capacity is None or capacity == UNMETERED or (not rule.pacing and not limited):
         return 0
     if len(log) >= capacity:
         # The entry whose ageing out brings the count below the ceiling.
         return max(1, log[len(log) - capacity] + rule.window_ms - now)
-    if log and len(log) >= math.floor(capacity * rule.threshold_pct / 100):
+    if not precise and log and len(log) >= math.floor(capacity * rule.threshold_pct / 100):
         return max(0, log[-1] + rule.window_ms // capacity - now)
     return 0
 
@@ -155,6 +159,7 @@ class _Scope:
     limited_until: int = 0
     capacity: int | None = None
     capacity_until: int = 0
+    precise: bool = False
     probe: tuple[str, int] | None = None
     sends: deque[int] = field(default_factory=deque)
     successes: deque[int] = field(default_factory=deque)  # when each success left, sorted
@@ -201,7 +206,8 @@ class LocalState:
             while state.sends and state.sends[0] <= now - rule.window_ms:
                 state.sends.popleft()
             capacity = state.capacity if state.capacity_until > now else None
-            wait = admission_wait(list(state.sends), now, rule, capacity, state.limited_until > now)
+            limited = state.limited_until > now
+            wait = admission_wait(list(state.sends), now, rule, capacity, limited, state.precise)
             if wait == 0 and record:
                 state.sends.append(now)
         return wait, now
@@ -218,12 +224,13 @@ class LocalState:
             insort(state.successes, sent_ms)
             return before
 
-    def raise_capacity(self, scope: str, capacity: int, ttl_ms: int) -> int:
+    def raise_capacity(self, scope: str, capacity: int, ttl_ms: int, *, precise: bool) -> int:
         """Keep the larger capacity, valid for `ttl_ms` from now."""
         now = self.now_ms()
         with self._lock:
             state = self._scope(scope)
             current = state.capacity if state.capacity_until > now else None
+            state.precise = (precise or (state.precise and current is not None)) and capacity != UNMETERED
             state.capacity = merged_capacity(current, capacity)
             state.capacity_until = now + ttl_ms
             return state.capacity
@@ -251,7 +258,8 @@ class LocalState:
             if relearn_window_ms > 0:
                 succeeded = sum(1 for left in state.successes if left > now - relearn_window_ms)
                 if succeeded > 0:
-                    state.capacity, state.capacity_until = succeeded, max(state.capacity_until, now + limited_ms)
+                    state.capacity, state.precise = succeeded, True
+                    state.capacity_until = max(state.capacity_until, now + limited_ms)
             if now + duration_ms <= state.cooldown_until:
                 return False
             state.cooldown_until = now + duration_ms
