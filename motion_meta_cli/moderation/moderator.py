@@ -31,9 +31,10 @@ APP_SCOPE = "app"
 BUDGET_PROBE = "app:budget"
 """The probe that learns the app's budget from the first usage reading, when pacing starts cold."""
 ESTIMATE_MARGIN_PCT = 2.0
-"""Share of the window at each end within which a success is not counted towards a reading."""
+"""Share of the window, at its start, within which a success is not counted towards a reading."""
 LIMITED_WINDOWS = 10
-"""After a throttle, a scope's learned budget is enforced (even with pacing off) for this many windows."""
+"""A learned budget stays valid this many windows (readings refresh it); after a throttle, the budget is
+enforced, even with pacing off, for as long."""
 
 
 @dataclass
@@ -149,8 +150,8 @@ class Moderator:
         """Record a success: clear strikes and recovery, learn the app budget from X-App-Usage."""
         window_ms = int(handling.window_s * 1000)
         margin_ms = int(window_ms * ESTIMATE_MARGIN_PCT / 100)
-        # Successes that left well inside the window and well before this request were surely counted
-        # before it: a lower bound on our share of the reading, so the budget learned errs on the safe side.
+        # Successes that came back before this request left, and left well inside the window, were surely
+        # counted before it: a lower bound on our share of the reading, so the budget errs on the safe side.
         counted = self.state.observe_success(APP_SCOPE, ticket.sent_ms, window_ms, margin_ms) + 1
         for scope in ticket.probes:
             if scope not in (APP_SCOPE, BUDGET_PROBE):
@@ -159,7 +160,8 @@ class Moderator:
         capacity = UNMETERED if reading is None else estimate_capacity(counted, reading)
         if capacity is not None:
             precise = reading is not None and reading >= PRECISE_FROM_PCT
-            self.state.raise_capacity(APP_SCOPE, capacity, int(handling.reading_valid_s * 1000), precise=precise)
+            ttl_ms = int(handling.window_s * LIMITED_WINDOWS * 1000)
+            self.state.raise_capacity(APP_SCOPE, capacity, ttl_ms, precise=precise)
         self._end_probes(ticket.probes)
 
     def throttled(

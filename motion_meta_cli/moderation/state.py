@@ -23,7 +23,6 @@ import math
 import secrets
 import threading
 import time
-from bisect import insort
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -71,8 +70,9 @@ class ModerationState(Protocol):
 
     def observe_success(self, scope: str, sent_ms: int, window_ms: int, margin_ms: int) -> int:
         """Log a success that left at `sent_ms`, clear strikes and recovery, and return how many earlier
-        successes left in (sent_ms - window + margin, sent_ms - margin]: calls Meta surely counted, in
-        its window, before this one (the margins absorb the time a request takes to reach Meta)."""
+        successes had come back by `sent_ms` and left after sent_ms - window + margin: calls Meta surely
+        counted, within its window, before this one (the margin absorbs the time a request takes to
+        reach Meta)."""
         ...
 
     def raise_capacity(self, scope: str, capacity: int, ttl_ms: int, *, precise: bool) -> int:
@@ -162,7 +162,7 @@ class _Scope:
     precise: bool = False
     probe: tuple[str, int] | None = None
     sends: deque[int] = field(default_factory=deque)
-    successes: deque[int] = field(default_factory=deque)  # when each success left, sorted
+    successes: deque[tuple[int, int]] = field(default_factory=deque)  # (came back, left), by came back
 
 
 class LocalState:
@@ -217,11 +217,12 @@ class LocalState:
         with self._lock:
             state = self._scope(scope)
             state.strikes, state.recovering, state.cooldown_started = 0, False, -1
-            while state.successes and state.successes[0] <= sent_ms - 2 * window_ms:
+            now = self.now_ms()
+            while state.successes and state.successes[0][0] <= now - 2 * window_ms:
                 state.successes.popleft()
-            low, high = sent_ms - window_ms + margin_ms, sent_ms - margin_ms
-            before = sum(1 for left in state.successes if low < left <= high)
-            insort(state.successes, sent_ms)
+            low = sent_ms - window_ms + margin_ms
+            before = sum(1 for back, left in state.successes if back <= sent_ms and left > low)
+            state.successes.append((now, sent_ms))
             return before
 
     def raise_capacity(self, scope: str, capacity: int, ttl_ms: int, *, precise: bool) -> int:
@@ -232,7 +233,7 @@ class LocalState:
             current = state.capacity if state.capacity_until > now else None
             state.precise = (precise or (state.precise and current is not None)) and capacity != UNMETERED
             state.capacity = merged_capacity(current, capacity)
-            state.capacity_until = now + ttl_ms
+            state.capacity_until = max(state.capacity_until, now + ttl_ms)
             return state.capacity
 
     def strike(self, scope: str, sent_ms: int) -> tuple[int, bool]:
@@ -256,7 +257,7 @@ class LocalState:
             state.recovering = state.recovering or recovering
             state.limited_until = max(state.limited_until, now + limited_ms)
             if relearn_window_ms > 0:
-                succeeded = sum(1 for left in state.successes if left > now - relearn_window_ms)
+                succeeded = sum(1 for _, left in state.successes if left > now - relearn_window_ms)
                 if succeeded > 0:
                     state.capacity, state.precise = succeeded, True
                     state.capacity_until = max(state.capacity_until, now + limited_ms)
