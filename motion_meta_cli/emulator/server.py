@@ -1,7 +1,11 @@
 """A local HTTP server that answers `GET /{version}/me` the way Meta's Graph API does, throttling included.
 
 Besides the Graph path it serves two control endpoints: `GET /__stats` (what the emulator saw, never tokens)
-and `POST /__reset` (clear the counters and the app limiter).
+and `POST /__reset` (clear the counters and every limiter).
+
+One Graph request goes: draw its faults → sleep the latency → count it in every scope (scopes.py) → answer
+the first refusing scope's throttle, an auth error or the user → let a drawn fault replace the answer or garble
+its usage headers → add the trace id and usage headers.
 """
 
 from __future__ import annotations
@@ -14,8 +18,7 @@ import secrets
 import socket
 import threading
 import time
-from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from email.message import Message
@@ -24,8 +27,14 @@ from types import TracebackType
 from typing import Any, cast
 from urllib.parse import parse_qs, urlsplit
 
-from motion_meta_cli.emulator.limiter import LimiterVerdict, RollingWindowLimiter
-from motion_meta_cli.emulator.users import DEFAULT_FIELDS, PROFILE_FIELDS, UserDirectory, default_directory
+from motion_meta_cli.emulator import usage_headers
+from motion_meta_cli.emulator.config import EmulatorConfig
+from motion_meta_cli.emulator.faults import Fault, FaultDraw, FaultInjector
+from motion_meta_cli.emulator.scopes import THROTTLES, ScopeLimits
+from motion_meta_cli.emulator.stats import EmulatorStats, RequestRecord
+from motion_meta_cli.emulator.users import DEFAULT_FIELDS, PROFILE_FIELDS, EmulatorUser
+
+__all__ = ["EmulatorConfig", "GraphEmulator"]
 
 logger = logging.getLogger(__name__)
 
@@ -35,30 +44,18 @@ _FIELDS_SYNTAX_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRST
 _CLOSERS = {"{": "}", "(": ")"}
 _BEARER_SCHEMES = ("bearer", "oauth")
 _PST = timezone(timedelta(hours=-8), "PST")
+_JSON = "application/json; charset=UTF-8"
+_HTML = "text/html; charset=utf-8"
+_ERROR_PAGE = (
+    b'<!DOCTYPE html>\n<html lang="en" id="facebook"><head><title>Facebook | Error</title>'
+    b'<meta charset="utf-8"></head><body><div id="content"><h2>Sorry, something went wrong.</h2>'
+    b"<p>We're working on it and we'll get it fixed as soon as we can.</p></div></body></html>\n"
+)
+"""What a proxy in front of Graph serves when it cannot reach it: not JSON, no usage headers."""
 _IDLE_TIMEOUT_S = 75.0
 """Idle keep-alive connections close after this long (nginx's default), so threads are not held forever."""
 _SHUTDOWN_POLL_S = 0.05
 """How often the accept loop checks for `stop()`; the default 0.5 s makes every stop take that long."""
-
-
-@dataclass(frozen=True, slots=True)
-class EmulatorConfig:
-    """How the emulator behaves: the app-wide limit, the users it knows, and added latency."""
-
-    app_limit: int | None = None
-    """Calls per rolling window for the whole app; None means unlimited (and no X-App-Usage header)."""
-    window_s: float = 3600.0
-    users: UserDirectory = field(default_factory=default_directory)
-    latency_s: float = 0.0
-    """Delay added to every Graph request, to make requests overlap the way real network calls do."""
-
-    def __post_init__(self) -> None:
-        if self.app_limit is not None and self.app_limit < 1:
-            raise ValueError(f"app_limit must be at least 1 or None for unlimited, got {self.app_limit}")
-        if self.window_s <= 0:
-            raise ValueError(f"window_s must be positive, got {self.window_s}")
-        if self.latency_s < 0:
-            raise ValueError(f"latency_s must not be negative, got {self.latency_s}")
 
 
 class GraphEmulator:
@@ -68,13 +65,22 @@ class GraphEmulator:
     ...     requests.get(f"{emulator.url}/v25.0/me", headers={"Authorization": f"Bearer {DEMO_TOKEN}"})
 
     The socket is bound on construction, so `port` is known before `start()`. An emulator runs once:
-    after `stop()` build a new one.
+    after `stop()` build a new one. `clock` drives every limiter and the stats; tests pass a fake one to move
+    through windows and blocks without sleeping (latency still sleeps for real).
     """
 
-    def __init__(self, config: EmulatorConfig | None = None, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        config: EmulatorConfig | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.config = config if config is not None else EmulatorConfig()
-        self._limiter = RollingWindowLimiter(self.config.app_limit, self.config.window_s)
-        self._stats = _Stats()
+        self._limits = ScopeLimits(self.config, clock)
+        self._faults = FaultInjector(self.config)
+        self._stats = EmulatorStats(clock)
         self._server = _EmulatorHTTPServer((host, port), self)
         self._thread: threading.Thread | None = None
         self._closed = False
@@ -97,6 +103,7 @@ class GraphEmulator:
     def start(self) -> GraphEmulator:
         """Serve in a background daemon thread; returns self."""
         self._ensure_fresh()
+        self._stats.reset()  # first_throttle_at_s counts from here
         self._thread = threading.Thread(
             target=self._server.serve_forever,
             args=(_SHUTDOWN_POLL_S,),
@@ -109,6 +116,7 @@ class GraphEmulator:
     def serve_forever(self) -> None:
         """Serve in the calling thread until interrupted (Ctrl-C stops it cleanly)."""
         self._ensure_fresh()
+        self._stats.reset()
         try:
             self._server.serve_forever(_SHUTDOWN_POLL_S)
         except KeyboardInterrupt:
@@ -140,16 +148,27 @@ class GraphEmulator:
 
     def stats(self) -> dict[str, Any]:
         """What the emulator has seen since start or the last reset; the body of `GET /__stats`."""
+        config = self.config
         snapshot = self._stats.snapshot()
-        snapshot["app_usage_pct"] = self._limiter.usage_pct()
-        snapshot["app_limit"] = self.config.app_limit
-        snapshot["window_s"] = self.config.window_s
+        snapshot["app_usage_pct"] = self._limits.app.usage_pct()
+        snapshot["app_limit"] = config.app_limit
+        snapshot["window_s"] = config.window_s
+        snapshot["page_limit"] = config.page_limit
+        snapshot["page_usage_pct"] = self._limits.page.usage_pct() if self._limits.page else 0
+        snapshot["token_limit"] = config.token_limit
+        snapshot["buc_limit"] = config.buc_limit
+        if self._limits.business_use_case is not None:
+            usage = self._limits.business_use_case_usage()
+            snapshot["buc_usage_pct"] = usage.call_count_pct
+            snapshot["buc_regain_access_minutes"] = usage.regain_access_minutes
+        else:
+            snapshot["buc_usage_pct"] = snapshot["buc_regain_access_minutes"] = 0
         return snapshot
 
     def reset(self) -> None:
-        """Clear the counters and the app limiter, as `POST /__reset` does."""
+        """Clear the counters and every limiter, as `POST /__reset` does."""
         self._stats.reset()
-        self._limiter.reset()
+        self._limits.reset()
 
     def _ensure_fresh(self) -> None:
         if self._closed or self._thread is not None:
@@ -189,25 +208,47 @@ class GraphEmulator:
         headers: Message,
     ) -> _Reply:
         trace_id = secrets.token_urlsafe(9)
-        record = _RequestRecord()
+        record = RequestRecord()
+        faults = self._faults.draw()
         self._stats.enter()
         try:
-            if self.config.latency_s:
-                time.sleep(self.config.latency_s)
+            if delay_s := self.config.latency_s + faults.extra_latency_s:
+                time.sleep(delay_s)
             try:
                 reply = self._answer_graph(method, path, segments, query, headers, record)
             except _GraphError as error:
                 reply = _Reply(error.status, error.body(trace_id))
-            record.status = reply.status
+            if faults.response is not None:
+                reply = _faulted_reply(faults.response, trace_id)
+                record.fault = faults.response
+                record.throttle_code = None  # the client never saw it
+            if not reply.bare:
+                self._add_graph_headers(reply, trace_id, segments, record, faults)
+            record.status = None if reply.drop else reply.status
         finally:
             self._stats.leave(record)
+        return reply
+
+    def _add_graph_headers(
+        self, reply: _Reply, trace_id: str, segments: list[str], record: RequestRecord, faults: FaultDraw
+    ) -> None:
         reply.headers["x-fb-trace-id"] = trace_id
         if segments and _VERSION.fullmatch(segments[0]):
             reply.headers["facebook-api-version"] = segments[0]
+        # A request gets one fault at most: header faults garble only answers no response fault replaced.
+        header_fault = faults.headers if record.fault is None else None
+        verdict = record.verdict
+        usage: dict[str, dict[str, Any]] = {}
         if self.config.app_limit is not None:
-            usage_pct = record.verdict.usage_pct if record.verdict else self._limiter.usage_pct()
-            reply.headers["X-App-Usage"] = _app_usage_header(usage_pct)
-        return reply
+            app_pct = verdict.app.usage_pct if verdict else self._limits.app.usage_pct()
+            usage[usage_headers.APP_USAGE] = usage_headers.app_usage(app_pct)
+        if self._limits.business_use_case is not None:
+            business = self._limits.business_use_case_usage(verdict.business_use_case if verdict else None)
+            usage[usage_headers.BUSINESS_USE_CASE_USAGE] = usage_headers.business_use_case_usage(self.config, business)
+        for name, value in usage.items():
+            reply.headers[name] = usage_headers.render(value, header_fault)
+        if usage and header_fault is not None:
+            record.fault = header_fault
 
     def _answer_graph(
         self,
@@ -216,7 +257,7 @@ class GraphEmulator:
         segments: list[str],
         query: Mapping[str, list[str]],
         headers: Message,
-        record: _RequestRecord,
+        record: RequestRecord,
     ) -> _Reply:
         if not _VERSION.fullmatch(segments[0]):
             raise _GraphError(400, 2500, f"Unknown path components: {path}")
@@ -239,46 +280,60 @@ class GraphEmulator:
             raise _GraphError(
                 400, 2500, "An active access token must be used to query information about the current user."
             )
-        # Every call that reaches the app counts, blocked or not, so the limiter comes before token checks.
-        verdict = self._limiter.hit()
-        record.verdict = verdict
         owner = self.config.users.lookup(token)
-        if owner is not None and owner != "expired":
-            record.user_id = owner.id
-        if not verdict.allowed:
-            record.throttle_code = 4
-            raise _GraphError(400, 4, "(#4) Application request limit reached", is_transient=True)
+        user = owner if isinstance(owner, EmulatorUser) else None
+        # Every call that reaches the app counts, blocked or not, so the limits come before token checks.
+        verdict = self._limits.record(token if user is not None else None)
+        record.verdict = verdict
+        if user is not None:
+            record.user_id = user.id
+        if (scope := verdict.refused_by) is not None:
+            throttle = THROTTLES[scope]
+            record.throttle_code = throttle.code
+            raise _GraphError(
+                400, throttle.code, throttle.message, subcode=throttle.subcode, is_transient=throttle.is_transient
+            )
         if owner is None:
             raise _GraphError(400, 190, "Invalid OAuth access token - Cannot parse access token")
-        if owner == "expired":
+        if user is None:
             raise _GraphError(400, 190, _expired_message(time.time()), subcode=463)
         requested = query.get("fields", [""])[0]
         names = _parse_fields(requested) if requested else list(DEFAULT_FIELDS)
-        body = {name: value for name in names if (value := owner.field_value(name)) is not None}
-        body.setdefault("id", owner.id)  # Meta adds the node id to every read, asked for or not
+        body = {name: value for name in names if (value := user.field_value(name)) is not None}
+        body.setdefault("id", user.id)  # Meta adds the node id to every read, asked for or not
         return _Reply(200, body)
 
 
 @dataclass(slots=True)
 class _Reply:
     status: int
-    body: dict[str, Any]
+    body: dict[str, Any] | bytes
     headers: dict[str, str] = field(default_factory=dict)
+    content_type: str = _JSON
+    bare: bool = False
+    """Sent as is, without Graph's trace id and usage headers (a proxy's page)."""
+    drop: bool = False
+    """Close the connection without answering."""
 
     def encode(self) -> bytes:
+        if isinstance(self.body, bytes):
+            return self.body
         # Meta escapes "/" inside JSON strings; clients must parse the JSON, not match raw text.
         return json.dumps(self.body, separators=(",", ":")).replace("/", "\\/").encode()
 
 
-@dataclass(slots=True)
-class _RequestRecord:
-    """What one Graph request did, for the stats."""
-
-    status: int = 0
-    verdict: LimiterVerdict | None = None
-    throttle_code: int | None = None
-    token_in_query: bool = False
-    user_id: str | None = None
+def _faulted_reply(fault: Fault, trace_id: str) -> _Reply:
+    """The answer that replaces a request's real one."""
+    match fault:
+        case Fault.SERVER_ERROR:
+            error = _GraphError(500, 1, "An unknown error occurred", subcode=99, is_transient=True)
+        case Fault.TRANSIENT:
+            error = _GraphError(400, 2, "(#2) Service temporarily unavailable", is_transient=True)
+        case Fault.HTML:
+            return _Reply(502, _ERROR_PAGE, content_type=_HTML, bare=True)
+        case _:
+            return _Reply(0, b"", bare=True, drop=True)
+    return _Reply(error.status, error.body(trace_id))
 
 
 class _GraphError(Exception):
@@ -311,64 +366,7 @@ class _GraphError(Exception):
         return {"error": error}
 
 
-class _Stats:
-    """Thread-safe counters behind `GET /__stats`."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._in_flight = 0
-        self._clear()
-
-    def _clear(self) -> None:
-        self._requests = 0
-        self._succeeded = 0
-        self._by_status: Counter[int] = Counter()
-        self._throttled_by_code: Counter[int] = Counter()
-        self._blocked_arrivals = 0
-        self._token_in_query = 0
-        self._peak_concurrency = self._in_flight
-        self._per_user: Counter[str] = Counter()
-
-    def enter(self) -> None:
-        with self._lock:
-            self._in_flight += 1
-            self._peak_concurrency = max(self._peak_concurrency, self._in_flight)
-
-    def leave(self, record: _RequestRecord) -> None:
-        with self._lock:
-            self._in_flight -= 1
-            self._requests += 1
-            self._by_status[record.status] += 1
-            self._succeeded += record.status == 200
-            if record.throttle_code is not None:
-                self._throttled_by_code[record.throttle_code] += 1
-            if record.verdict is not None and record.verdict.blocked_before:
-                self._blocked_arrivals += 1
-            self._token_in_query += record.token_in_query
-            if record.user_id is not None:
-                self._per_user[record.user_id] += 1
-
-    def reset(self) -> None:
-        with self._lock:
-            self._clear()
-
-    def snapshot(self) -> dict[str, Any]:
-        with self._lock:
-            return {
-                "requests": self._requests,
-                "succeeded": self._succeeded,
-                "by_status": {str(status): n for status, n in sorted(self._by_status.items())},
-                "throttled": sum(self._throttled_by_code.values()),
-                "throttled_by_code": {str(code): n for code, n in sorted(self._throttled_by_code.items())},
-                "blocked_arrivals": self._blocked_arrivals,
-                "token_in_query": self._token_in_query,
-                "peak_concurrency": self._peak_concurrency,
-                "in_flight": self._in_flight,
-                "per_user": dict(self._per_user),
-            }
-
-
-def _token_from(headers: Message, query: Mapping[str, list[str]], record: _RequestRecord) -> str | None:
+def _token_from(headers: Message, query: Mapping[str, list[str]], record: RequestRecord) -> str | None:
     scheme, _, credentials = (headers.get("Authorization") or "").strip().partition(" ")
     if scheme.lower() in _BEARER_SCHEMES and credentials.strip():
         return credentials.strip()
@@ -427,11 +425,6 @@ def _expired_message(now: float) -> str:
         f"Error validating access token: Session has expired on {expired.strftime(stamp)}. "
         f"The current time is {current.strftime(stamp)}."
     )
-
-
-def _app_usage_header(usage_pct: int) -> str:
-    usage = {"call_count": usage_pct, "total_cputime": usage_pct // 4, "total_time": usage_pct // 2}
-    return json.dumps(usage, separators=(",", ":"))
 
 
 def _control_error(status: int, message: str) -> _Reply:
@@ -497,9 +490,12 @@ class _GraphRequestHandler(BaseHTTPRequestHandler):
     def _respond(self) -> None:
         emulator = cast(_EmulatorHTTPServer, self.server).emulator
         reply = emulator._handle(self.command, self.path, self.headers)
+        if reply.drop:
+            self.close_connection = True  # the server closes the socket once this returns, without a word
+            return
         body = reply.encode()
         self.send_response(reply.status)
-        self.send_header("Content-Type", "application/json; charset=UTF-8")
+        self.send_header("Content-Type", reply.content_type)
         for name, value in reply.headers.items():
             self.send_header(name, value)
         self.send_header("Content-Length", str(len(body)))

@@ -9,7 +9,6 @@ import responses
 from pydantic import SecretStr
 
 from motion_meta_cli.config import MetaPlatformConfig
-from motion_meta_cli.moderation.state import LocalState
 from motion_meta_cli.errors import (
     CredentialsRejectedError,
     NetworkError,
@@ -17,6 +16,7 @@ from motion_meta_cli.errors import (
     ThrottledError,
     UpstreamError,
 )
+from motion_meta_cli.moderation.state import LocalState
 from motion_meta_cli.request_manager import MetaRequestManager
 
 BASE = "https://graph.test"
@@ -150,7 +150,7 @@ def test_a_known_pause_is_waited_out_before_sending() -> None:
     responses.get(ME, json={"id": "1", "name": "Ada"})
     clock = Clock()
     manager = _manager(clock)
-    manager.moderator.state.pause("user:acme", 30_000, recovering=False, limited_ms=0, shrink_pct=0)
+    manager.moderator.state.pause("user:acme", 30_000, recovering=False, limited_ms=0, relearn_window_ms=0)
     manager.get("me", TOKEN, customer="acme")
     assert clock.sleeps == [30.0]
     manager.get("me", TOKEN, customer="other")
