@@ -19,11 +19,12 @@ from types import TracebackType
 import requests
 
 from motion_meta_cli.agent import MetaUserAgent, normalize_fields
-from motion_meta_cli.backends import build_cache, build_secrets, build_store
+from motion_meta_cli.backends import build_cache, build_moderation, build_secrets, build_store
 from motion_meta_cli.config import DEMO_CUSTOMER, Settings
 from motion_meta_cli.credentials import CredentialsManager
 from motion_meta_cli.errors import MissingCredentialsError, UnknownCustomerError
 from motion_meta_cli.models import FetchResult
+from motion_meta_cli.moderation.moderator import Moderator
 from motion_meta_cli.request_manager import MetaRequestManager
 from motion_meta_cli.service import MetaUserService
 from motion_meta_cli.storage.base import Cache, CustomerStore, SecretsStore
@@ -73,6 +74,11 @@ class AppHandler:
         return manager
 
     @cached_property
+    def moderator(self) -> Moderator:
+        """Shared self-moderation, kept in the cache."""
+        return Moderator(build_moderation(self.cache), sleep=self._sleep)
+
+    @cached_property
     def requests(self) -> MetaRequestManager:
         """HTTP to the Graph API."""
         return MetaRequestManager(
@@ -81,6 +87,7 @@ class AppHandler:
             config_for=self.settings.platform_for,
             max_connections=self.settings.motion_meta_concurrency,
             session=self._session,
+            moderator=self.moderator,
             sleep=self._sleep,
         )
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from motion_meta_cli.config import Settings
 from motion_meta_cli.errors import ConfigError
+from motion_meta_cli.moderation.state import ModerationState
 from motion_meta_cli.storage.base import Cache, CustomerStore, SecretsStore
 
 
@@ -56,3 +57,20 @@ def build_secrets(settings: Settings) -> SecretsStore:
     from motion_meta_cli.storage.aws_secrets import AwsSecretsStore
 
     return AwsSecretsStore(backend.target)
+
+
+def build_moderation(cache: Cache) -> ModerationState:
+    """Shared moderation in the cache: SQLite tables on one machine, Lua on Redis with an in-process fallback."""
+    from motion_meta_cli.storage.sqlite_cache import SQLiteCache
+
+    if isinstance(cache, SQLiteCache):
+        from motion_meta_cli.moderation.sqlite_state import SQLiteState
+
+        return SQLiteState(cache)
+    from motion_meta_cli.moderation.failsafe import FailSafeState
+    from motion_meta_cli.moderation.redis_state import RedisState
+    from motion_meta_cli.storage.redis_cache import RedisCache
+
+    if not isinstance(cache, RedisCache):
+        raise TypeError(f"no moderation state for {type(cache).__name__}")
+    return FailSafeState(RedisState(cache))

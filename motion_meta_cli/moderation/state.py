@@ -85,9 +85,7 @@ class ModerationState(Protocol):
         Returns (strikes, whether this one was new)."""
         ...
 
-    def pause(
-        self, scope: str, duration_ms: int, *, recovering: bool, limited_ms: int, relearn_window_ms: int
-    ) -> bool:
+    def pause(self, scope: str, duration_ms: int, *, recovering: bool, limited_ms: int, relearn_window_ms: int) -> bool:
         """Extend the cooldown to now + duration (never shorten), mark recovery and the scope limited for
         `limited_ms`. With `relearn_window_ms`, set the capacity to the successes that left within that
         window: Meta just proved the budget is no larger. True if the cooldown was extended."""
@@ -247,9 +245,7 @@ class LocalState:
                 state.cooldown_started = now
             return max(state.strikes, 1), new
 
-    def pause(
-        self, scope: str, duration_ms: int, *, recovering: bool, limited_ms: int, relearn_window_ms: int
-    ) -> bool:
+    def pause(self, scope: str, duration_ms: int, *, recovering: bool, limited_ms: int, relearn_window_ms: int) -> bool:
         """Extend-only cooldown, recovery and limited flags, capacity relearned from successes."""
         now = self.now_ms()
         with self._lock:

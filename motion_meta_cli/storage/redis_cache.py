@@ -44,6 +44,15 @@ class RedisCache:
         where = f"Redis at {kwargs.get('host', '?')}:{kwargs.get('port', '?')}/{kwargs.get('db', 0)}"
         return cls(client, prefix=prefix, where=where)
 
+    @property
+    def client(self) -> redis.Redis:
+        """The redis-py client (for moderation's scripts)."""
+        return self._client
+
+    def errors(self) -> Any:
+        """A context manager turning redis-py errors into motion-meta errors."""
+        return self._errors()
+
     def get(self, key: str) -> str | None:
         """The value, or None when missing or expired."""
         with self._errors():

@@ -15,6 +15,22 @@ _MIGRATIONS = [
     CREATE TABLE cache (key TEXT PRIMARY KEY, value TEXT NOT NULL, expires_at REAL);
     CREATE TABLE locks (name TEXT PRIMARY KEY, owner TEXT NOT NULL, expires_at REAL NOT NULL)
     """,
+    # Shared moderation (motion_meta_cli.moderation.sqlite_state); times in wall-clock milliseconds.
+    """
+    CREATE TABLE mod_scopes (
+        scope TEXT PRIMARY KEY, until_ms INTEGER NOT NULL DEFAULT 0, started INTEGER NOT NULL DEFAULT -1,
+        strikes INTEGER NOT NULL DEFAULT 0, recovering INTEGER NOT NULL DEFAULT 0,
+        limited_until INTEGER NOT NULL DEFAULT 0, capacity INTEGER, capacity_until INTEGER NOT NULL DEFAULT 0,
+        precise INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE mod_sends (scope TEXT NOT NULL, sent INTEGER NOT NULL);
+    CREATE INDEX mod_sends_by_scope ON mod_sends (scope, sent);
+    CREATE TABLE mod_ok (scope TEXT NOT NULL, back INTEGER NOT NULL, left_ms INTEGER NOT NULL);
+    CREATE INDEX mod_ok_by_scope ON mod_ok (scope, back);
+    CREATE TABLE mod_probes (scope TEXT PRIMARY KEY, holder TEXT NOT NULL, expires INTEGER NOT NULL);
+    CREATE TABLE mod_slots (name TEXT NOT NULL, holder TEXT NOT NULL, expires INTEGER NOT NULL,
+        PRIMARY KEY (name, holder))
+    """,
 ]
 
 LOCK_POLL_S = 0.02
@@ -75,6 +91,11 @@ class SQLiteCache:
     def lock(self, name: str, ttl_s: float) -> SQLiteLock:
         """A lease on `name` that lapses after `ttl_s` seconds."""
         return SQLiteLock(self, name, ttl_s)
+
+    @property
+    def database(self) -> SQLiteDatabase:
+        """The underlying database (for moderation's tables)."""
+        return self._db
 
     def close(self) -> None:
         """Close the database connections."""

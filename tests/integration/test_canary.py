@@ -59,11 +59,13 @@ def test_the_token_never_reaches_output_logs_storage_or_urls(tmp_path: Path) -> 
             run = run_cli("fetch", cwd=tmp_path, env=env)
             assert run.code == expected, run.stderr
             outputs += [run.stdout, run.stderr]
+    # A fresh home: the throttle above left a pause in the shared cache that would (rightly) hold this one.
+    fresh = {"MOTION_META_HOME": str(tmp_path / "home2")}
     with stand_in_server(echoing_server) as url:
-        run = run_cli("fetch", cwd=tmp_path, env={**debug, "META_GRAPH_URL": url})
+        run = run_cli("fetch", cwd=tmp_path, env={**debug, **fresh, "META_GRAPH_URL": url})
         assert run.code == 7
         outputs += [run.stdout, run.stderr]
-    run = run_cli("fetch", cwd=tmp_path, env={**debug, "META_GRAPH_URL": f"http://127.0.0.1:{_closed_port()}"})
+    run = run_cli("fetch", cwd=tmp_path, env={**debug, **fresh, "META_GRAPH_URL": f"http://127.0.0.1:{_closed_port()}"})
     assert run.code == 6
     outputs += [run.stdout, run.stderr]
 
@@ -71,6 +73,7 @@ def test_the_token_never_reaches_output_logs_storage_or_urls(tmp_path: Path) -> 
         assert CANARY not in text
     assert seen_paths and all(CANARY not in path for path in seen_paths)
     _assert_only_in_secrets_file(tmp_path / "home")
+    _assert_only_in_secrets_file(tmp_path / "home2")
 
 
 def test_in_process_errors_and_logs_never_hold_the_token(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

@@ -114,12 +114,25 @@ def test_expired_token_is_reported_as_rejected(tmp_path: Path, emulator: GraphEm
 
 def test_throttled_fetch_gives_up_with_exit_code_5(tmp_path: Path) -> None:
     with GraphEmulator(EmulatorConfig(app_limit=1, window_s=60)) as server:
-        env = _env(server, META_PLATFORM__THROTTLE__GIVE_UP_AFTER_S="0")
-        assert run_cli("fetch", cwd=tmp_path, env=env).code == 0
-        run = run_cli("fetch", cwd=tmp_path, env=env)
+        env = _env(server, META_PLATFORM__THROTTLE__GIVE_UP_AFTER_S="0", META_RATE_WINDOW_S="60")
+        unpaced = {**env, "META_PLATFORM__THROTTLE__PACING": "false"}
+        assert run_cli("fetch", cwd=tmp_path, env=unpaced).code == 0
+        run = run_cli("fetch", cwd=tmp_path, env=unpaced)
         assert server.stats()["requests"] == 2, "one throttled call, no retries into the block"
-    assert run.code == 5, run.stderr
-    assert "still rate limited by Meta on app" in run.stderr
+        assert run.code == 5, run.stderr
+        assert "still rate limited by Meta on app" in run.stderr
+        again = run_cli("fetch", cwd=tmp_path, env=env)
+        assert again.code == 5
+        assert server.stats()["requests"] == 2, "the next process knows the pause from the shared cache"
+
+
+def test_pacing_keeps_a_known_full_budget_from_being_spent(tmp_path: Path) -> None:
+    with GraphEmulator(EmulatorConfig(app_limit=1, window_s=60)) as server:
+        env = _env(server, META_PLATFORM__THROTTLE__GIVE_UP_AFTER_S="0", META_RATE_WINDOW_S="60")
+        assert run_cli("fetch", cwd=tmp_path, env=env).code == 0  # X-App-Usage: 100 % after one call
+        run = run_cli("fetch", cwd=tmp_path, env=env)
+        assert run.code == 5, run.stderr
+        assert server.stats()["throttled"] == 0, "the second process waited instead of drawing a throttle"
 
 
 def test_an_html_error_page_is_an_upstream_failure(tmp_path: Path) -> None:

@@ -1,0 +1,166 @@
+"""`ModerationState` in the SQLite cache: shared by every process on one machine, one transaction per
+operation (BEGIN IMMEDIATE), timed by the wall clock they all share."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+
+from motion_meta_cli.moderation.state import UNMETERED, AdmitRule, Hold, admission_wait, merged_capacity, new_holder
+from motion_meta_cli.storage.sqlite_cache import SQLiteCache
+
+_ROW = "SELECT until_ms, started, strikes, recovering, limited_until, capacity, capacity_until, precise FROM mod_scopes"
+
+
+class SQLiteState:
+    """Moderation in `cache.db` (tables `mod_*`)."""
+
+    def __init__(self, cache: SQLiteCache, clock: Callable[[], float] = time.time) -> None:
+        self._db = cache.database
+        self._clock = clock
+
+    def now_ms(self) -> int:
+        """Wall-clock milliseconds."""
+        return int(self._clock() * 1000)
+
+    @staticmethod
+    def _row(conn: sqlite3.Connection, scope: str) -> sqlite3.Row:
+        conn.execute("INSERT OR IGNORE INTO mod_scopes (scope) VALUES (?)", (scope,))
+        row: sqlite3.Row = conn.execute(_ROW + " WHERE scope = ?", (scope,)).fetchone()
+        return row
+
+    def hold(self, scopes: Sequence[str]) -> Hold:
+        """Longest cooldown, recovering scopes, whether the first scope's budget is known."""
+        now = self.now_ms()
+        conn = self._db.connection()
+        wait, which, recovering, known = 0, None, [], False
+        for index, scope in enumerate(scopes):
+            row = conn.execute(_ROW + " WHERE scope = ?", (scope,)).fetchone()
+            if row is None:
+                continue
+            if row["until_ms"] - now > wait:
+                wait, which = row["until_ms"] - now, scope
+            if row["recovering"]:
+                recovering.append(scope)
+            if index == 0:
+                known = row["capacity"] is not None and row["capacity_until"] > now
+        return Hold(wait, which, tuple(recovering), known)
+
+    def admit(self, scope: str, rule: AdmitRule, *, record: bool = True) -> tuple[int, int]:
+        """Admit against the shared send log."""
+        now = self.now_ms()
+        with self._db.transaction() as conn:
+            conn.execute("DELETE FROM mod_sends WHERE scope = ? AND sent <= ?", (scope, now - rule.window_ms))
+            log = [r[0] for r in conn.execute("SELECT sent FROM mod_sends WHERE scope = ? ORDER BY sent", (scope,))]
+            row = self._row(conn, scope)
+            capacity = row["capacity"] if row["capacity_until"] > now else None
+            limited = row["limited_until"] > now
+            wait = admission_wait(log, now, rule, capacity, limited, bool(row["precise"]))
+            if wait == 0 and record:
+                conn.execute("INSERT INTO mod_sends (scope, sent) VALUES (?, ?)", (scope, now))
+        return wait, now
+
+    def observe_success(self, scope: str, sent_ms: int, window_ms: int, margin_ms: int) -> int:
+        """Log the success; clear strikes and recovery; count earlier successes that surely counted."""
+        now = self.now_ms()
+        low = sent_ms - window_ms + margin_ms
+        with self._db.transaction() as conn:
+            self._row(conn, scope)
+            conn.execute("UPDATE mod_scopes SET strikes = 0, started = -1, recovering = 0 WHERE scope = ?", (scope,))
+            conn.execute("DELETE FROM mod_ok WHERE scope = ? AND back <= ?", (scope, now - 2 * window_ms))
+            (before,) = conn.execute(
+                "SELECT COUNT(*) FROM mod_ok WHERE scope = ? AND back <= ? AND left_ms > ?", (scope, sent_ms, low)
+            ).fetchone()
+            conn.execute("INSERT INTO mod_ok (scope, back, left_ms) VALUES (?, ?, ?)", (scope, now, sent_ms))
+        return int(before)
+
+    def raise_capacity(self, scope: str, capacity: int, ttl_ms: int, *, precise: bool) -> int:
+        """Merge a learned capacity."""
+        now = self.now_ms()
+        with self._db.transaction() as conn:
+            row = self._row(conn, scope)
+            current = row["capacity"] if row["capacity_until"] > now else None
+            merged = merged_capacity(current, capacity)
+            keep = (precise or (bool(row["precise"]) and current is not None)) and capacity != UNMETERED
+            conn.execute(
+                "UPDATE mod_scopes SET capacity = ?, capacity_until = ?, precise = ? WHERE scope = ?",
+                (merged, max(row["capacity_until"], now + ttl_ms), int(keep), scope),
+            )
+        return merged
+
+    def strike(self, scope: str, sent_ms: int) -> tuple[int, bool]:
+        """Count a throttle (new only for requests that left after the cooldown began)."""
+        now = self.now_ms()
+        with self._db.transaction() as conn:
+            row = self._row(conn, scope)
+            new = sent_ms > row["started"]
+            strikes = row["strikes"] + 1 if new else row["strikes"]
+            if new:
+                conn.execute("UPDATE mod_scopes SET strikes = ?, started = ? WHERE scope = ?", (strikes, now, scope))
+        return max(strikes, 1), new
+
+    def pause(self, scope: str, duration_ms: int, *, recovering: bool, limited_ms: int, relearn_window_ms: int) -> bool:
+        """Extend-only cooldown, flags, and the capacity relearned from successes."""
+        now = self.now_ms()
+        with self._db.transaction() as conn:
+            row = self._row(conn, scope)
+            conn.execute(
+                "UPDATE mod_scopes SET recovering = MAX(recovering, ?), limited_until = MAX(limited_until, ?) "
+                "WHERE scope = ?",
+                (int(recovering), now + limited_ms, scope),
+            )
+            if relearn_window_ms > 0:
+                (succeeded,) = conn.execute(
+                    "SELECT COUNT(*) FROM mod_ok WHERE scope = ? AND left_ms > ?", (scope, now - relearn_window_ms)
+                ).fetchone()
+                if succeeded:
+                    conn.execute(
+                        "UPDATE mod_scopes SET capacity = ?, precise = 1, capacity_until = MAX(capacity_until, ?) "
+                        "WHERE scope = ?",
+                        (succeeded, now + limited_ms, scope),
+                    )
+            if now + duration_ms <= row["until_ms"]:
+                return False
+            conn.execute("UPDATE mod_scopes SET until_ms = ? WHERE scope = ?", (now + duration_ms, scope))
+            return True
+
+    def try_probe(self, scope: str, ttl_ms: int) -> str | None:
+        """Become the probe of `scope` unless a live one exists."""
+        now, holder = self.now_ms(), new_holder()
+        with self._db.transaction() as conn:
+            conn.execute("DELETE FROM mod_probes WHERE scope = ? AND expires <= ?", (scope, now))
+            cur = conn.execute(
+                "INSERT OR IGNORE INTO mod_probes (scope, holder, expires) VALUES (?, ?, ?)",
+                (scope, holder, now + ttl_ms),
+            )
+            return holder if cur.rowcount == 1 else None
+
+    def end_probe(self, scope: str, holder: str) -> None:
+        """Release the probe if we still hold it."""
+        with self._db.transaction() as conn:
+            conn.execute("DELETE FROM mod_probes WHERE scope = ? AND holder = ?", (scope, holder))
+
+    def acquire_slot(self, name: str, limit: int, lease_ms: int) -> str | None:
+        """One of `limit` leases on `name`."""
+        now, holder = self.now_ms(), new_holder()
+        with self._db.transaction() as conn:
+            conn.execute("DELETE FROM mod_slots WHERE name = ? AND expires <= ?", (name, now))
+            (taken,) = conn.execute("SELECT COUNT(*) FROM mod_slots WHERE name = ?", (name,)).fetchone()
+            if taken >= limit:
+                return None
+            conn.execute(
+                "INSERT INTO mod_slots (name, holder, expires) VALUES (?, ?, ?)", (name, holder, now + lease_ms)
+            )
+            return holder
+
+    def release_slot(self, name: str, holder: str) -> None:
+        """Return a lease."""
+        with self._db.transaction() as conn:
+            conn.execute("DELETE FROM mod_slots WHERE name = ? AND holder = ?", (name, holder))
+
+    def active_cooldowns(self) -> dict[str, float]:
+        """Scopes in a cooldown, with remaining seconds."""
+        now = self.now_ms()
+        rows = self._db.connection().execute("SELECT scope, until_ms FROM mod_scopes WHERE until_ms > ?", (now,))
+        return {row["scope"]: (row["until_ms"] - now) / 1000 for row in rows}
