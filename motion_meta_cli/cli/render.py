@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
 
 from motion_meta_cli.credentials import CredentialStatus
 from motion_meta_cli.models import Customer, FetchResult, iso_utc
+
+if TYPE_CHECKING:
+    from motion_meta_cli.app import AppHandler
+    from motion_meta_cli.stress import StressProgress, StressReport
 
 stdout = Console(soft_wrap=True)
 
@@ -81,4 +88,63 @@ def render_credentials(statuses: list[CredentialStatus], *, as_json: bool) -> No
             {"current": "[green]current[/]", "stale": "[yellow]stale[/]"}.get(s.marker, "missing"),
             _age(s.marker_age_s),
         )
+    stdout.print(table)
+
+
+def _stress_panel(progress: StressProgress, app: AppHandler) -> Table:
+    stats = app.moderator.stats
+    try:
+        cooldowns = app.moderator.state.active_cooldowns()
+    except Exception:  # a display must never stop the run
+        cooldowns = {}
+    table = Table(title="motion-meta stress", show_header=False, title_justify="left")
+    table.add_column("what", style="bold")
+    table.add_column("value", justify="right")
+    table.add_row("requests", f"{progress.done} / {progress.requests} done")
+    table.add_row("sent (attempts)", str(stats.sent))
+    table.add_row("in flight / waiting", f"{max(progress.in_flight - stats.waiting, 0)} / {stats.waiting}")
+    table.add_row("succeeded", f"[green]{progress.succeeded}[/]")
+    table.add_row("failed", f"[red]{progress.failed}[/]" if progress.failed else "0")
+    table.add_row("throttled answers", f"[yellow]{stats.throttles}[/]")
+    active = ", ".join(f"{scope} {left:.1f} s" for scope, left in sorted(cooldowns.items())) or "none"
+    table.add_row("active cooldowns", active)
+    return table
+
+
+@contextmanager
+def stress_live_view(progress: StressProgress, app: AppHandler, *, enabled: bool) -> Iterator[None]:
+    """A Rich live view refreshed four times a second while the block runs (only on a terminal)."""
+    if not enabled or not stdout.is_terminal:
+        yield
+        return
+    from rich.live import Live
+
+    stop = threading.Event()
+    with Live(_stress_panel(progress, app), console=stdout, refresh_per_second=4, transient=False) as live:
+
+        def refresh() -> None:
+            while not stop.wait(0.25):
+                live.update(_stress_panel(progress, app))
+
+        worker = threading.Thread(target=refresh, daemon=True)
+        worker.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            worker.join()
+            live.update(_stress_panel(progress, app))
+
+
+def render_stress(report: StressReport) -> None:
+    """The stress summary as a table."""
+    table = Table(title="stress summary", show_header=False, title_justify="left")
+    table.add_column("what", style="bold")
+    table.add_column("value", justify="right")
+    for key, value in report.to_dict().items():
+        if key == "latency_ms":
+            value = f"p50 {value['p50']:.0f} · p95 {value['p95']:.0f} · max {value['max']:.0f}"
+        elif key == "failures":
+            value = ", ".join(f"{k} {v}" for k, v in value.items()) or "none"
+        table.add_row(key.replace("_", " "), str(value))
     stdout.print(table)

@@ -86,9 +86,7 @@ class FailSafeState:
         result: tuple[int, bool] = self._call("strike", scope, sent_ms)
         return result
 
-    def pause(
-        self, scope: str, duration_ms: int, *, recovering: bool, limited_ms: int, relearn_window_ms: int
-    ) -> bool:
+    def pause(self, scope: str, duration_ms: int, *, recovering: bool, limited_ms: int, relearn_window_ms: int) -> bool:
         """See `ModerationState`."""
         return bool(
             self._call(

@@ -42,9 +42,12 @@ class ModerationStats:
     """Counters for live views and summaries; thread-safe."""
 
     waiting: int = 0
+    sent: int = 0
     paused_s: float = 0.0
     throttles: int = 0
     probes: int = 0
+    first_throttle_at: float | None = None
+    """When (on the moderator's clock) the first throttled answer was recorded."""
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add(self, **deltas: float) -> None:
@@ -121,6 +124,7 @@ class Moderator:
                     continue
                 ticket = self._admit(scopes, rule, probes, start, budget_s)
                 if ticket is not None:
+                    self.stats.add(sent=1)
                     if probes:
                         self.stats.add(probes=1)
                         log.info("probing %s after a pause", ", ".join(probes))
@@ -184,6 +188,8 @@ class Moderator:
             relearn_window_ms=int(handling.window_s * 1000) if scope == APP_SCOPE and not with_eta else 0,
         )
         self.stats.add(throttles=1)
+        if self.stats.first_throttle_at is None:
+            self.stats.first_throttle_at = self._clock()
         if extended and new:
             log.warning(
                 "Meta throttled %s (%s); pausing it for %.1f s%s",
