@@ -1,0 +1,112 @@
+"""One contract for every moderation state: in-process, the SQLite cache, and a real redis-server."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from motion_meta_cli.moderation.redis_state import RedisState
+from motion_meta_cli.moderation.sqlite_state import SQLiteState
+from motion_meta_cli.moderation.state import AdmitRule, LocalState, ModerationState
+from motion_meta_cli.storage.redis_cache import RedisCache
+from motion_meta_cli.storage.sqlite_cache import SQLiteCache
+from tests.integration.conftest import RedisServer
+
+pytestmark = pytest.mark.integration
+
+RULE = AdmitRule(window_ms=600, pacing=True, threshold_pct=80)
+
+
+@pytest.fixture(params=["local", "sqlite", "redis"])
+def state(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ModerationState]:
+    if request.param == "local":
+        yield LocalState(time.time)
+    elif request.param == "sqlite":
+        yield SQLiteState(SQLiteCache(tmp_path / "cache.db"))
+    else:
+        server: RedisServer = request.getfixturevalue("redis_server")
+        yield RedisState(RedisCache.from_url(server.url, prefix="t:"))
+
+
+def test_a_cooldown_is_never_shortened(state: ModerationState) -> None:
+    assert state.pause("app", 800, recovering=False, limited_ms=0, relearn_window_ms=0)
+    assert not state.pause("app", 100, recovering=False, limited_ms=0, relearn_window_ms=0)
+    hold = state.hold(["user:a", "app"])
+    assert hold.scope == "app"
+    assert 600 < hold.wait_ms <= 800
+    assert 0.6 < state.active_cooldowns()["app"] <= 0.8
+    assert state.pause("app", 2000, recovering=True, limited_ms=0, relearn_window_ms=0)
+    assert state.hold(["app"]).recovering == ("app",)
+
+
+def test_strikes_count_new_information_only(state: ModerationState) -> None:
+    before = state.now_ms()
+    time.sleep(0.01)
+    assert state.strike("user:a", before) == (1, True)
+    assert state.strike("user:a", before) == (1, False)
+    time.sleep(0.01)
+    assert state.strike("user:a", state.now_ms()) == (2, True)
+    state.observe_success("user:a", state.now_ms(), 1000, 10)
+    time.sleep(0.01)
+    assert state.strike("user:a", state.now_ms())[0] == 1
+
+
+def test_admission_follows_the_learned_budget(state: ModerationState) -> None:
+    assert state.hold(["app"]).budget_known is False
+    assert state.admit("app", RULE)[0] == 0, "no budget yet: nothing to hold back"
+    state.raise_capacity("app", 3, 60_000, precise=True)
+    assert state.hold(["app"]).budget_known
+    assert state.admit("app", RULE)[0] == 0
+    assert state.admit("app", RULE)[0] == 0
+    wait, _ = state.admit("app", RULE)
+    assert 0 < wait <= 600, "three sends in the window: the fourth waits for the first to age out"
+    assert state.admit("app", RULE, record=False)[0] > 0
+    time.sleep(wait / 1000 + 0.05)
+    assert state.admit("app", RULE)[0] == 0
+
+
+def test_capacity_merges_and_relearns_on_a_throttle(state: ModerationState) -> None:
+    assert state.raise_capacity("app", 50, 60_000, precise=False) == 50
+    assert state.raise_capacity("app", 40, 60_000, precise=False) == 50
+    assert state.raise_capacity("app", 0, 60_000, precise=False) == 50, "unmetered never replaces a budget"
+    sent = state.now_ms()
+    for _ in range(7):
+        state.observe_success("app", sent, 60_000, 0)
+    state.pause("app", 10, recovering=False, limited_ms=60_000, relearn_window_ms=60_000)
+    # The relearned budget is the 7 successes that left within the window.
+    assert state.raise_capacity("app", 5, 60_000, precise=False) == 7
+
+
+def test_successes_count_only_if_back_before_a_request_left(state: ModerationState) -> None:
+    first = state.now_ms()
+    assert state.observe_success("app", first, 10_000, 0) == 0
+    time.sleep(0.02)
+    second = state.now_ms()
+    assert state.observe_success("app", second, 10_000, 0) == 1
+    assert state.observe_success("app", first - 5, 10_000, 0) == 0, "nothing had come back before it left"
+
+
+def test_one_probe_and_bounded_slots(state: ModerationState) -> None:
+    holder = state.try_probe("app", 5_000)
+    assert holder is not None
+    assert state.try_probe("app", 5_000) is None
+    state.end_probe("app", "someone-else")
+    assert state.try_probe("app", 5_000) is None
+    state.end_probe("app", holder)
+    assert state.try_probe("app", 5_000) is not None
+    a = state.acquire_slot("customer:acme", 2, 5_000)
+    b = state.acquire_slot("customer:acme", 2, 5_000)
+    assert a and b and state.acquire_slot("customer:acme", 2, 5_000) is None
+    state.release_slot("customer:acme", a)
+    assert state.acquire_slot("customer:acme", 2, 5_000) is not None
+
+
+def test_leases_lapse(state: ModerationState) -> None:
+    assert state.try_probe("app", 50) is not None
+    assert state.acquire_slot("c", 1, 50) is not None
+    time.sleep(0.1)
+    assert state.try_probe("app", 50) is not None
+    assert state.acquire_slot("c", 1, 50) is not None
