@@ -1,0 +1,44 @@
+"""`motion-meta stress` as a user runs it: summary, JSON, and a failing run's exit code."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from motion_meta_cli.emulator import DEMO_TOKEN, EmulatorConfig, GraphEmulator
+from tests.integration.conftest import free_port
+from tests.integration.helpers import run_cli
+
+pytestmark = pytest.mark.integration
+
+KEYS = {"requests", "concurrency", "succeeded", "failed", "throttled_responses", "retries", "paused_s"}
+KEYS |= {"duration_s", "first_throttle_s", "latency_ms"}
+
+
+def test_stress_reports_every_figure(tmp_path: Path) -> None:
+    with GraphEmulator(EmulatorConfig()) as server:
+        env = {"META_GRAPH_URL": server.url, "META_ACCESS_TOKEN": DEMO_TOKEN}
+        run = run_cli("stress", "--concurrency", "5", "--json", cwd=tmp_path, env=env)
+        table = run_cli("stress", "--concurrency", "2", "--requests", "3", cwd=tmp_path, env=env)
+    assert run.code == 0, run.stderr
+    summary = json.loads(run.stdout)
+    assert KEYS <= summary.keys()
+    assert (summary["requests"], summary["succeeded"], summary["failed"]) == (20, 20, 0), "default: 4 × concurrency"
+    assert set(summary["latency_ms"]) == {"p50", "p95", "max"}
+    assert table.code == 0
+    assert "stress summary" in table.stdout and "throttled responses" in table.stdout
+
+
+def test_stress_exits_non_zero_when_requests_fail(tmp_path: Path) -> None:
+    env = {
+        "META_GRAPH_URL": f"http://127.0.0.1:{free_port()}",
+        "META_ACCESS_TOKEN": DEMO_TOKEN,
+        "META_PLATFORM__RETRY__MAX_ATTEMPTS": "1",
+    }
+    run = run_cli("stress", "--concurrency", "2", "--requests", "4", "--json", cwd=tmp_path, env=env)
+    assert run.code == 6
+    summary = json.loads(run.stdout)
+    assert summary["failed"] == 4
+    assert summary["failures"] == {"network": 4}
