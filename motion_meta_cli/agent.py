@@ -56,9 +56,20 @@ class MetaUserAgent:
     user = agent.fetch_me("acme", fields=("id", "name", "email"))
     """
 
-    def __init__(self, requests: MetaRequestManager, credentials: CredentialsManager) -> None:
+    def __init__(
+        self,
+        requests: MetaRequestManager,
+        credentials: CredentialsManager,
+        *,
+        in_flight_per_customer: int | None = None,
+        slot_lease_s: float = 300.0,
+        slot_wait_s: float = 120.0,
+    ) -> None:
         self._requests = requests
         self._credentials = credentials
+        self._per_customer = in_flight_per_customer
+        self._lease_s = slot_lease_s
+        self._wait_s = slot_wait_s
 
     def fetch_me(self, customer: str, fields: Sequence[str] = REQUIRED_FIELDS) -> MetaUser:
         """The user (or Page) that owns `customer`'s token, with `fields` (id and name always)."""
@@ -76,4 +87,9 @@ class MetaUserAgent:
                     f"Meta's answer for {customer!r} is not a user profile ({where}: {problem['msg'].lower()})"
                 ) from None
 
-        return self._credentials.call(customer, request)
+        if self._per_customer is None:
+            return self._credentials.call(customer, request)
+        with self._requests.moderator.customer_slot(
+            customer, self._per_customer, lease_s=self._lease_s, budget_s=self._wait_s
+        ):
+            return self._credentials.call(customer, request)

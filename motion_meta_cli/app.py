@@ -94,7 +94,15 @@ class AppHandler:
     @cached_property
     def agent(self) -> MetaUserAgent:
         """Fetches `/me` with a customer's credentials."""
-        return MetaUserAgent(self.requests, self.credentials)
+        me = self.settings.platform_for("me")
+        per_attempt = me.retry.connect_timeout_s + me.retry.read_timeout_s + me.retry.backoff_cap_s
+        return MetaUserAgent(
+            self.requests,
+            self.credentials,
+            in_flight_per_customer=self.settings.services_meta_user_concurrent_requests,
+            slot_lease_s=me.throttle.give_up_after_s + me.retry.max_attempts * per_attempt,
+            slot_wait_s=me.throttle.give_up_after_s,
+        )
 
     @cached_property
     def service(self) -> MetaUserService:

@@ -15,7 +15,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from motion_meta_cli.config import ThrottleHandling
@@ -200,6 +201,29 @@ class Moderator:
             )
         self._end_probes(ticket.probes)
         return duration_s
+
+    @contextmanager
+    def customer_slot(self, customer: str, limit: int, *, lease_s: float, budget_s: float) -> Iterator[None]:
+        """Hold one of `limit` slots for `customer` across every instance while the block runs.
+
+        The slot is a lease: an instance killed mid-request frees it after `lease_s`.
+        """
+        name = f"customer:{customer}"
+        start, poll = self._clock(), 0.02
+        while (holder := self.state.acquire_slot(name, limit, int(lease_s * 1000))) is None:
+            if self._clock() - start + poll > budget_s:
+                raise ThrottledError(
+                    f"customer {customer!r} already has {limit} request(s) in flight "
+                    "(SERVICES_META_USER_CONCURRENT_REQUESTS); try again later",
+                    scope=f"user:{customer}",
+                    retry_after_s=poll,
+                )
+            self._sleep(poll)
+            poll = min(poll * 2, 0.5)
+        try:
+            yield
+        finally:
+            self.state.release_slot(name, holder)
 
     def release(self, ticket: Ticket) -> None:
         """The attempt ended without an answer about the scopes (a transport error): free its probes."""

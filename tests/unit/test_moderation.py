@@ -162,3 +162,16 @@ def test_a_learned_budget_holds_sends_to_the_window() -> None:
     moderator.state.raise_capacity(APP_SCOPE, 3, 60_000, precise=True)
     sent = [moderator.acquire([APP_SCOPE], HANDLING, budget_s=10).sent_ms for _ in range(4)]
     assert sent[3] - sent[0] == 2000, "the fourth send waited for the first to leave the window"
+
+
+def test_customer_slots_cap_requests_in_flight() -> None:
+    clock = Clock()
+    moderator = _moderator(clock)
+    with moderator.customer_slot("acme", 1, lease_s=60, budget_s=5):
+        busy = moderator.customer_slot("acme", 1, lease_s=60, budget_s=1)
+        with pytest.raises(ThrottledError, match="already has 1 request"), busy:
+            pass
+        with moderator.customer_slot("other", 1, lease_s=60, budget_s=1):
+            pass
+    with moderator.customer_slot("acme", 1, lease_s=60, budget_s=1):
+        pass
