@@ -26,9 +26,12 @@ def build_cache(settings: Settings) -> Cache:
         raise _missing_extra("MOTION_META_CACHE_URL", "redis")
     from motion_meta_cli.storage.redis_cache import RedisCache
 
-    return RedisCache.from_url(
+    cache = RedisCache.from_url(
         backend.url, prefix=settings.motion_meta_cache_prefix, timeout_s=settings.motion_meta_redis_timeout_s
     )
+    # Unreachable at start-up is a one-line error (exit 8); later outages fall back (moderation.failsafe).
+    cache.ping()
+    return cache
 
 
 def build_store(settings: Settings) -> CustomerStore:
