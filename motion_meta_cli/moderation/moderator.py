@@ -193,7 +193,7 @@ class Moderator:
             self.stats.first_throttle_at = self._clock()
         if extended and new:
             log.warning(
-                "Meta throttled %s (%s); pausing it for %.1f s%s",
+                "Meta throttled %s (%s); pausing it for %.3g s%s",
                 scope,
                 classification.reason,
                 duration_s,
