@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -24,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from _ports import free_port, wait_for_port
 
 from motion_meta_cli.app import AppHandler
 from motion_meta_cli.config import Settings
@@ -35,23 +36,6 @@ from motion_meta_cli.storage.base import Cache
 from motion_meta_cli.storage.local_secrets import LocalSecretsStore
 from motion_meta_cli.storage.redis_cache import RedisCache
 from motion_meta_cli.storage.sqlite_cache import SQLiteCache
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_for_port(port: int) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on port {port}")
 
 
 class CountingCache:
@@ -115,7 +99,7 @@ def main() -> None:
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="motion-meta-bench-"))
-    redis_port, moto_port = _free_port(), _free_port()
+    redis_port, moto_port = free_port(), free_port()
     redis_proc = subprocess.Popen(
         ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
         stdout=subprocess.DEVNULL,
@@ -132,8 +116,8 @@ def main() -> None:
         AWS_SECRET_ACCESS_KEY="bench",
         AWS_DEFAULT_REGION="us-east-1",
     )
-    _wait_for_port(moto_port)
-    _wait_for_port(redis_port)
+    wait_for_port(moto_port)
+    wait_for_port(redis_port)
     redis_url = f"redis://127.0.0.1:{redis_port}/0"
     try:
         local = LocalSecretsStore(work / "secrets.json")

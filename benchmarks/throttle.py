@@ -34,7 +34,6 @@ import math
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -47,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from _ports import free_port, wait_for_port
 from requests.adapters import HTTPAdapter
 from urllib3.util import Retry
 
@@ -92,23 +92,6 @@ class ClientRun:
     stdout: str
     stderr: str
     ended_at: float
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_for_port(port: int) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on port {port}")
 
 
 def _kill(proc: subprocess.Popen[Any]) -> None:
@@ -313,12 +296,12 @@ def _run_scenario(key: str, args: argparse.Namespace) -> ScenarioResult:
     try:
         redis_url = None
         if key == "c":
-            port = _free_port()
+            port = free_port()
             redis_proc = subprocess.Popen(
                 ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
                 stdout=subprocess.DEVNULL,
             )
-            _wait_for_port(port)
+            wait_for_port(port)
             redis_url = f"redis://127.0.0.1:{port}/0"
         emulator, url = _start_emulator(work, args.limit, args.window)
         if key == "d":
