@@ -112,6 +112,7 @@ class AppHandler:
             self.store,
             fields=normalize_fields(self.settings.user_fields),
             max_workers=self.settings.motion_meta_concurrency,
+            credentials=self.credentials,
         )
 
     def fetch(self, customer: str, fields: Sequence[str] | None = None) -> FetchResult:

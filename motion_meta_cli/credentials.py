@@ -20,7 +20,12 @@ from typing import TypeVar
 
 from pydantic import SecretStr
 
-from motion_meta_cli.errors import CredentialsRejectedError, MissingCredentialsError, UsageError
+from motion_meta_cli.errors import (
+    BackendUnavailableError,
+    CredentialsRejectedError,
+    MissingCredentialsError,
+    UsageError,
+)
 from motion_meta_cli.storage.base import Cache, SecretsStore
 
 log = logging.getLogger(__name__)
@@ -28,6 +33,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 MARKER_PREFIX = "credentials:marker:"
+REJECTED_PREFIX = "credentials:rejected:"
 REFRESH_LOCK_TTL_S = 10.0
 
 
@@ -123,11 +129,58 @@ class CredentialsManager:
         self._held: dict[str, _Held] = {}
         self._lock = threading.Lock()
         self._refreshing: dict[str, threading.Lock] = {}
+        self._cache_down_warned = False
 
     def token(self, customer: str) -> SecretStr:
-        """`customer`'s token: the copy in memory while its marker is unchanged, else a fresh read."""
-        held = self._valid_held(customer, self._marker(customer))
+        """`customer`'s token: the copy in memory while its marker is unchanged, else a fresh read.
+
+        While the cache cannot be reached, the copy in memory is used as is (or the secrets store read).
+        """
+        try:
+            marker = self._marker(customer)
+        except BackendUnavailableError as exc:
+            self._warn_cache_down(exc)
+            held = self._held_copy(customer)
+            return held.token if held is not None else self._read(customer).token
+        held = self._valid_held(customer, marker)
         return held.token if held is not None else self.reload(customer, only_if_stale=True)
+
+    def mark_rejected(self, customer: str) -> bool:
+        """Remember that Meta rejected the token version held now; True if it was not marked already."""
+        held = self._held_copy(customer)
+        if held is None:
+            return False
+        key = REJECTED_PREFIX + customer
+        try:
+            if self._cache.get(key) == held.version:
+                return False
+            self._cache.set(key, held.version)
+        except BackendUnavailableError:
+            return True
+        return True
+
+    def is_rejected(self, customer: str) -> bool:
+        """True while the token version Meta rejected is still the current one (its marker unchanged)."""
+        try:
+            rejected = self._cache.get(REJECTED_PREFIX + customer)
+            if rejected is None:
+                return False
+            marker = self._marker(customer)
+        except BackendUnavailableError:
+            return False
+        return marker is not None and marker.version == rejected
+
+    def _read(self, customer: str) -> _Held:
+        record = self._secrets.get_secret(customer)
+        held = _Held(record.token, record.version, self._clock())
+        with self._lock:
+            self._held[customer] = held
+        return held
+
+    def _warn_cache_down(self, exc: BackendUnavailableError) -> None:
+        if not self._cache_down_warned:
+            self._cache_down_warned = True
+            log.warning("%s; using credentials held in memory until it answers", exc)
 
     def reload(self, customer: str, *, only_if_stale: bool = False) -> SecretStr:
         """Read `customer`'s token from the secrets store (single-flight) and make the marker match its version."""

@@ -1,6 +1,7 @@
 """Every error a user can meet, and the exit code the CLI gives it.
 
     MotionMetaError                 1  unexpected; a bug or an environment we did not foresee
+    ├── StoppedError                   a request abandoned before it was sent, because of a stop signal
     ├── UsageError                  2  bad command-line input (same code as Typer's own usage errors)
     │   └── InvalidFieldsError      2  --fields that Meta would reject
     ├── ConfigError                 3  a setting is invalid, or local state cannot be used
@@ -13,6 +14,9 @@
     │   ├── RequestRefusedError     7  permission, policy block or invalid request: retrying will not help
     │   ├── UpstreamError           6  5xx, HTML pages, bodies that are not a user, retries exhausted
     │   └── NetworkError            6  could not connect, timed out, connection dropped
+
+Two more exit codes belong to `poll --once` (cron): 9 when some customers failed, 10 when another
+run still holds the overlap guard.
 
 Messages say what happened and what to do next, and never contain an access token.
 """
@@ -37,6 +41,8 @@ class ExitCode:
     UPSTREAM = 6
     REFUSED = 7
     BACKEND_UNAVAILABLE = 8
+    SOME_FAILED = 9
+    ALREADY_RUNNING = 10
 
 
 class MotionMetaError(Exception):
@@ -51,6 +57,12 @@ class MotionMetaError(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+
+class StoppedError(MotionMetaError):
+    """A stop was requested (SIGINT/SIGTERM) while a request was waiting to be sent; it was not sent."""
+
+    kind = "stopped"
 
 
 class UsageError(MotionMetaError):

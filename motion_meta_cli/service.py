@@ -8,7 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
 from motion_meta_cli.agent import MetaUserAgent
-from motion_meta_cli.errors import MotionMetaError
+from motion_meta_cli.credentials import CredentialsManager
+from motion_meta_cli.errors import CredentialsRejectedError, MotionMetaError, StoppedError
 from motion_meta_cli.models import FetchResult, utc_now
 from motion_meta_cli.storage.base import CustomerStore
 
@@ -30,8 +31,10 @@ class MetaUserService:
         fields: Sequence[str] = ("id", "name"),
         max_workers: int = 1,
         now: Callable[[], datetime] = utc_now,
+        credentials: CredentialsManager | None = None,
     ) -> None:
         self._agent = agent
+        self._credentials = credentials
         self._store = store
         self._fields = tuple(fields)
         self._max_workers = max_workers
@@ -42,6 +45,10 @@ class MetaUserService:
         try:
             user = self._agent.fetch_me(customer, fields or self._fields)
             result = FetchResult(customer=customer, fetched_at=self._now(), user=user)
+        except CredentialsRejectedError as exc:
+            if self._credentials is not None and self._credentials.mark_rejected(customer):
+                log.warning("%s; skipping %s until its credentials change", exc, customer)
+            result = FetchResult(customer=customer, fetched_at=self._now(), error=exc)
         except MotionMetaError as exc:
             log.info("fetching %s failed: %s", customer, exc)
             result = FetchResult(customer=customer, fetched_at=self._now(), error=exc)
@@ -49,7 +56,8 @@ class MetaUserService:
             log.exception("fetching %s failed unexpectedly", customer)
             failure = MotionMetaError(f"internal error while fetching {customer!r}: {type(exc).__name__}")
             result = FetchResult(customer=customer, fetched_at=self._now(), error=failure)
-        self._store.save_result(result)
+        if not isinstance(result.error, StoppedError):  # never sent: nothing happened worth recording
+            self._store.save_result(result)
         return result
 
     def run_once(self, customers: Sequence[str]) -> list[FetchResult]:

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from motion_meta_cli.cli import credentials, customers, demo, emulator, fetch, store, stress
+from motion_meta_cli.cli import credentials, customers, demo, emulator, fetch, poll, store, stress
 
 app = typer.Typer(
     name="motion-meta",
@@ -17,6 +17,7 @@ app = typer.Typer(
 )
 app.command("fetch")(fetch.fetch)
 app.command("emulator")(emulator.emulator)
+app.command("poll")(poll.poll)
 app.command("stress")(stress.stress)
 app.command("demo")(demo.demo)
 app.add_typer(customers.app, name="customers")

@@ -16,6 +16,7 @@ from motion_meta_cli.models import Customer, FetchResult, iso_utc
 
 if TYPE_CHECKING:
     from motion_meta_cli.app import AppHandler
+    from motion_meta_cli.poller import CycleReport, Poller
     from motion_meta_cli.stress import StressProgress, StressReport
 
 stdout = Console(soft_wrap=True)
@@ -148,3 +149,57 @@ def render_stress(report: StressReport) -> None:
             value = ", ".join(f"{k} {v}" for k, v in value.items()) or "none"
         table.add_row(key.replace("_", " "), str(value))
     stdout.print(table)
+
+
+def render_cycle_line(report: CycleReport) -> None:
+    """One plain line per cycle (when stdout is not a terminal)."""
+    print(
+        f"cycle {report.cycle} (slot {report.slot}): fetched {len(report.fetched)}, failed {len(report.failed)}, "
+        f"skipped {len(report.skipped_rejected)}, taken by other instances {report.taken_elsewhere}, "
+        f"{report.duration_s:.2f} s{' OVERRUN' if report.overrun else ''}"
+        + (f"; last error: {report.last_error}" if report.last_error else "")
+    )
+
+
+def _poll_panel(poller: Poller, app: AppHandler) -> Table:
+    report = poller.current
+    try:
+        cooldowns = app.moderator.state.active_cooldowns()
+    except Exception:  # a display must never stop the run
+        cooldowns = {}
+    table = Table(title=f"motion-meta poll every {poller.interval_s:g} s", show_header=False, title_justify="left")
+    table.add_column("what", style="bold")
+    table.add_column("value")
+    if report is not None:
+        table.add_row("cycle", f"{report.cycle} (slot {report.slot})")
+        table.add_row(
+            "done / failed / skipped", f"{len(report.fetched)} / {len(report.failed)} / {len(report.skipped_rejected)}"
+        )
+        table.add_row("taken by other instances", str(report.taken_elsewhere))
+        table.add_row("last error", report.last_error or "-")
+    table.add_row("active cooldowns", ", ".join(f"{s} {left:.1f} s" for s, left in sorted(cooldowns.items())) or "none")
+    return table
+
+
+@contextmanager
+def poll_view(poller: Poller, app: AppHandler, *, enabled: bool) -> Iterator[object | None]:
+    """A Rich live view of the current cycle on a terminal; yields None when there is none."""
+    if not enabled or not stdout.is_terminal:
+        yield None
+        return
+    from rich.live import Live
+
+    stop = threading.Event()
+    with Live(_poll_panel(poller, app), console=stdout, refresh_per_second=4) as live:
+
+        def refresh() -> None:
+            while not stop.wait(0.25):
+                live.update(_poll_panel(poller, app))
+
+        worker = threading.Thread(target=refresh, daemon=True)
+        worker.start()
+        try:
+            yield live
+        finally:
+            stop.set()
+            worker.join()

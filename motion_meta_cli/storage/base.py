@@ -50,6 +50,10 @@ class Cache(Protocol):
         """Remove the key; True when it existed."""
         ...
 
+    def add(self, key: str, value: str, ttl_s: float) -> bool:
+        """Store `value` only if the key is absent (or expired), atomically; True when this call stored it."""
+        ...
+
     def lock(self, name: str, ttl_s: float) -> CacheLock:
         """A lock on `name` held for at most `ttl_s` seconds."""
         ...

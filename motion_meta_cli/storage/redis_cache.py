@@ -72,6 +72,11 @@ class RedisCache:
         with self._errors():
             return bool(self._client.delete(self.prefix + key))
 
+    def add(self, key: str, value: str, ttl_s: float) -> bool:
+        """SET NX with a TTL: True when this call stored it."""
+        with self._errors():
+            return bool(self._client.set(self.prefix + key, value, nx=True, px=max(1, int(ttl_s * 1000))))
+
     def lock(self, name: str, ttl_s: float) -> RedisLock:
         """A lease on `name` that Redis expires after `ttl_s` seconds even if its holder dies."""
         if ttl_s <= 0:

@@ -88,6 +88,16 @@ class SQLiteCache:
             conn.execute("DELETE FROM cache WHERE expires_at IS NOT NULL AND expires_at <= ?", (self._clock(),))
             return cur.rowcount > 0
 
+    def add(self, key: str, value: str, ttl_s: float) -> bool:
+        """Store `value` only if the key is absent or expired; True when this call stored it."""
+        now = self._clock()
+        with self._db.transaction() as conn:
+            conn.execute("DELETE FROM cache WHERE key = ? AND expires_at IS NOT NULL AND expires_at <= ?", (key, now))
+            cur = conn.execute(
+                "INSERT OR IGNORE INTO cache (key, value, expires_at) VALUES (?, ?, ?)", (key, value, now + ttl_s)
+            )
+            return cur.rowcount == 1
+
     def lock(self, name: str, ttl_s: float) -> SQLiteLock:
         """A lease on `name` that lapses after `ttl_s` seconds."""
         return SQLiteLock(self, name, ttl_s)

@@ -1,0 +1,82 @@
+"""`motion-meta poll`: the service on an interval, alone or beside other instances; `--once` for cron."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from typing import Annotated, Any
+
+import typer
+
+from motion_meta_cli.cli.errors import reported_errors
+
+ONCE_LOCK = "poll:once"
+ONCE_LOCK_TTL_S = 300.0
+
+
+def poll(
+    interval: Annotated[float, typer.Option(min=0.1, help="Seconds between cycle starts (fixed rate).")] = 60.0,
+    cycles: Annotated[
+        int | None, typer.Option(min=1, help="Stop after this many cycles (default: run until stopped).")
+    ] = None,
+    customers: Annotated[
+        str | None, typer.Option(help="Comma-separated customers (default: every active customer).")
+    ] = None,
+    concurrency: Annotated[int | None, typer.Option(min=1, max=1000, help="Customers fetched at once.")] = None,
+    once: Annotated[
+        bool, typer.Option("--once", help="One cycle, for cron: exit 9 if some failed, 10 if a run overlaps.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per cycle on stdout.")] = False,
+) -> None:
+    """Fetch every active customer once per interval, sharing the work with other instances."""
+    with reported_errors():
+        from motion_meta_cli.app import AppHandler
+        from motion_meta_cli.cli.errors import configure_logging
+        from motion_meta_cli.cli.render import poll_view, print_json, render_cycle_line
+        from motion_meta_cli.config import load_settings
+        from motion_meta_cli.errors import ExitCode
+        from motion_meta_cli.poller import Poller, stoppable_sleep
+
+        settings = load_settings()
+        if concurrency is not None:
+            settings = settings.model_copy(update={"motion_meta_concurrency": concurrency})
+        configure_logging(settings.motion_meta_log_level)
+        names = [n.strip() for n in customers.split(",") if n.strip()] if customers else None
+        stop = threading.Event()
+        _install_signal_handlers(stop)
+        with AppHandler(settings, sleep=stoppable_sleep(stop)) as app:
+            poller = Poller(app, interval_s=interval, customers=names, concurrency=settings.motion_meta_concurrency)
+            guard = app.cache.lock(ONCE_LOCK, ttl_s=ONCE_LOCK_TTL_S) if once else None
+            if guard is not None and not guard.acquire(blocking=False):
+                typer.echo("error: another `poll --once` run is still going (overlap guard); not starting", err=True)
+                raise typer.Exit(ExitCode.ALREADY_RUNNING)
+            failed = 0
+            try:
+                with poll_view(poller, app, enabled=not as_json) as live:
+                    for report in poller.run(stop=stop, cycles=1 if once else cycles):
+                        failed += len(report.failed)
+                        if as_json:
+                            print_json(report.to_dict())
+                        elif live is None:
+                            render_cycle_line(report)
+                        sys.stdout.flush()
+            finally:
+                if guard is not None:
+                    guard.release()
+        if once and failed:
+            raise typer.Exit(ExitCode.SOME_FAILED)
+
+
+def _install_signal_handlers(stop: threading.Event) -> None:
+    """First SIGINT/SIGTERM: stop taking new work and let requests in flight finish; second: exit now."""
+
+    def handle(signum: int, _frame: Any) -> None:
+        if stop.is_set():
+            os._exit(128 + signum)
+        stop.set()
+        print("stopping: finishing requests in flight (signal again to exit at once)", file=sys.stderr, flush=True)
+
+    signal.signal(signal.SIGINT, handle)
+    signal.signal(signal.SIGTERM, handle)
