@@ -164,6 +164,8 @@ def test_demo_shows_a_fetched_profile(tmp_path: Path) -> None:
     run = run_cli("demo", cwd=tmp_path)
     assert run.code == 0, run.stderr
     assert "Motion Test User" in run.stdout
-    assert "Fetched /me" in run.stdout
+    assert "fetch: motion_test_user" in run.stdout
+    assert "cycle 3: fetched 6, failed 0" in run.stdout
+    assert "240/240 succeeded" in run.stdout
     assert DEMO_TOKEN not in run.stdout + run.stderr
     assert not (tmp_path / "home").exists(), "the demo leaves the user's own state alone"
