@@ -92,6 +92,7 @@ class Moderator:
         self._sleep = sleep
         self._clock = clock
         self._gate = threading.Lock()
+        self._last_raise: tuple[int, bool, float] | None = None
 
     def acquire(self, scopes: Sequence[str], handling: ThrottleHandling, *, budget_s: float) -> Ticket:
         """Wait until a request on `scopes` (the app scope first) may leave, then log it.
@@ -165,8 +166,13 @@ class Moderator:
         capacity = UNMETERED if reading is None else estimate_capacity(counted, reading)
         if capacity is not None:
             precise = reading is not None and reading >= PRECISE_FROM_PCT
-            ttl_ms = int(handling.window_s * LIMITED_WINDOWS * 1000)
-            self.state.raise_capacity(APP_SCOPE, capacity, ttl_ms, precise=precise)
+            ttl_s = handling.window_s * LIMITED_WINDOWS
+            # The stored budget only grows within its TTL (a throttle's relearning may lower it, which
+            # must stand): raising what this process raised a moment ago again would change nothing.
+            now, last = self._clock(), self._last_raise
+            if last is None or capacity > last[0] or precise != last[1] or now - last[2] > ttl_s / 10:
+                self.state.raise_capacity(APP_SCOPE, capacity, int(ttl_s * 1000), precise=precise)
+                self._last_raise = (capacity, precise, now)
         self._end_probes(ticket.probes)
 
     def throttled(
