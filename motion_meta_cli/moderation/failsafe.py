@@ -73,9 +73,9 @@ class FailSafeState:
         result: tuple[int, int] = self._call("admit", scope, rule, record=record)
         return result
 
-    def observe_success(self, scope: str, sent_ms: int, window_ms: int, margin_ms: int) -> int:
+    def observe_success(self, scope: str, sent_ms: int, window_ms: int, margin_ms: int, *, count: bool = True) -> int:
         """See `ModerationState`."""
-        return int(self._call("observe_success", scope, sent_ms, window_ms, margin_ms))
+        return int(self._call("observe_success", scope, sent_ms, window_ms, margin_ms, count=count))
 
     def raise_capacity(self, scope: str, capacity: int, ttl_ms: int, *, precise: bool) -> int:
         """See `ModerationState`."""

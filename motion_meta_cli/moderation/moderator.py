@@ -100,7 +100,7 @@ class Moderator:
         Raises ThrottledError when that would take longer than `budget_s`.
         """
         rule = admit_rule(handling)
-        poll_s = min(max(handling.window_s / 40, 0.01), 1.0)
+        poll_s = min(max(handling.window_s / 40, 0.01), 0.1)
         probe_ttl_ms = int(max(handling.window_s, 60) * 1000)
         start = self._clock()
         probes: dict[str, str] = {}
@@ -140,8 +140,13 @@ class Moderator:
     def _admit(
         self, scopes: Sequence[str], rule: AdmitRule, probes: dict[str, str], start: float, budget_s: float
     ) -> Ticket | None:
-        # One thread per process polls the shared send log at a time; the others queue here instead of
-        # all waking at the instant a slot frees. None: a pause began meanwhile, start over.
+        # Fast path: no wait needed, no queueing. Otherwise one thread per process polls the shared send
+        # log at a time; the others queue here instead of all waking at the instant a slot frees.
+        # None: a pause began meanwhile, start over.
+        if not self._gate.locked():
+            wait_ms, now_ms = self.state.admit(APP_SCOPE, rule)
+            if wait_ms == 0:
+                return Ticket(now_ms, tuple(scopes), probes, self._clock() - start)
         with self._gate:
             while True:
                 hold = self.state.hold(scopes)
@@ -158,11 +163,13 @@ class Moderator:
         margin_ms = int(window_ms * ESTIMATE_MARGIN_PCT / 100)
         # Successes that came back before this request left, and left well inside the window, were surely
         # counted before it: a lower bound on our share of the reading, so the budget errs on the safe side.
-        counted = self.state.observe_success(APP_SCOPE, ticket.sent_ms, window_ms, margin_ms) + 1
+        reading = usage.app.max_pct if usage.app is not None else None
+        counted = 1 + self.state.observe_success(
+            APP_SCOPE, ticket.sent_ms, window_ms, margin_ms, count=reading is not None
+        )
         for scope in ticket.probes:
             if scope not in (APP_SCOPE, BUDGET_PROBE):
-                self.state.observe_success(scope, ticket.sent_ms, window_ms, margin_ms)
-        reading = usage.app.max_pct if usage.app is not None else None
+                self.state.observe_success(scope, ticket.sent_ms, window_ms, margin_ms, count=False)
         capacity = UNMETERED if reading is None else estimate_capacity(counted, reading)
         if capacity is not None:
             precise = reading is not None and reading >= PRECISE_FROM_PCT

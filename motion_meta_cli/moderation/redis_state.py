@@ -69,8 +69,10 @@ redis.call('HDEL', KEYS[1], 'strikes', 'started', 'recovering')
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - 2 * window)
 local low = sent - window + margin
 local n = 0
-for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], low, sent)) do
-  if tonumber(string.match(member, '^(%d+)')) > low then n = n + 1 end
+if ARGV[5] == '1' then
+  for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], low, sent)) do
+    if tonumber(string.match(member, '^(%d+)')) > low then n = n + 1 end
+  end
 end
 redis.call('ZADD', KEYS[2], now, ARGV[1] .. ':' .. ARGV[4])
 redis.call('PEXPIRE', KEYS[2], window * 2)
@@ -220,10 +222,11 @@ class RedisState:
         wait, now = self._run("admit", [self._hash(scope), f"{self._p}modlog:{scope}"], args)
         return int(wait), int(now)
 
-    def observe_success(self, scope: str, sent_ms: int, window_ms: int, margin_ms: int) -> int:
+    def observe_success(self, scope: str, sent_ms: int, window_ms: int, margin_ms: int, *, count: bool = True) -> int:
         """Log the success; clear strikes and recovery; count earlier successes that surely counted."""
         keys = [self._hash(scope), f"{self._p}modok:{scope}"]
-        return int(self._run("observe", keys, [sent_ms, window_ms, margin_ms, secrets.token_hex(4)]))
+        args = [sent_ms, window_ms, margin_ms, secrets.token_hex(4), int(count)]
+        return int(self._run("observe", keys, args))
 
     def raise_capacity(self, scope: str, capacity: int, ttl_ms: int, *, precise: bool) -> int:
         """Merge a learned capacity."""

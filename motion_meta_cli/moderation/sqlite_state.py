@@ -3,12 +3,17 @@ operation (BEGIN IMMEDIATE), timed by the wall clock they all share."""
 
 from __future__ import annotations
 
+import math
+import random
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
 
-from motion_meta_cli.moderation.state import UNMETERED, AdmitRule, Hold, admission_wait, merged_capacity, new_holder
+from motion_meta_cli.moderation.state import UNMETERED, AdmitRule, Hold, merged_capacity, new_holder
 from motion_meta_cli.storage.sqlite_cache import SQLiteCache
+
+PRUNE_SHARE = 1 / 64
+"""While no budget binds the send log is not read; this share of admissions prunes it."""
 
 _ROW = "SELECT until_ms, started, strikes, recovering, limited_until, capacity, capacity_until, precise FROM mod_scopes"
 
@@ -48,20 +53,33 @@ class SQLiteState:
         return Hold(wait, which, tuple(recovering), known)
 
     def admit(self, scope: str, rule: AdmitRule, *, record: bool = True) -> tuple[int, int]:
-        """Admit against the shared send log."""
+        """Admit against the shared send log (the rule of `admission_wait`, in SQL)."""
         now = self.now_ms()
         with self._db.transaction() as conn:
-            conn.execute("DELETE FROM mod_sends WHERE scope = ? AND sent <= ?", (scope, now - rule.window_ms))
-            log = [r[0] for r in conn.execute("SELECT sent FROM mod_sends WHERE scope = ? ORDER BY sent", (scope,))]
             row = self._row(conn, scope)
             capacity = row["capacity"] if row["capacity_until"] > now else None
             limited = row["limited_until"] > now
-            wait = admission_wait(log, now, rule, capacity, limited, bool(row["precise"]))
+            wait = 0
+            if capacity and (rule.pacing or limited):
+                conn.execute("DELETE FROM mod_sends WHERE scope = ? AND sent <= ?", (scope, now - rule.window_ms))
+                (count,) = conn.execute("SELECT COUNT(*) FROM mod_sends WHERE scope = ?", (scope,)).fetchone()
+                if count >= capacity:
+                    (frees,) = conn.execute(
+                        "SELECT sent FROM mod_sends WHERE scope = ? ORDER BY sent LIMIT 1 OFFSET ?",
+                        (scope, count - capacity),
+                    ).fetchone()
+                    wait = max(1, frees + rule.window_ms - now)
+                elif not row["precise"] and count and count >= math.floor(capacity * rule.threshold_pct / 100):
+                    (last,) = conn.execute("SELECT MAX(sent) FROM mod_sends WHERE scope = ?", (scope,)).fetchone()
+                    wait = max(0, last + rule.window_ms // capacity - now)
+            elif record and random.random() < PRUNE_SHARE:
+                # No budget binds: only prune now and then, the log is not read.
+                conn.execute("DELETE FROM mod_sends WHERE scope = ? AND sent <= ?", (scope, now - rule.window_ms))
             if wait == 0 and record:
                 conn.execute("INSERT INTO mod_sends (scope, sent) VALUES (?, ?)", (scope, now))
         return wait, now
 
-    def observe_success(self, scope: str, sent_ms: int, window_ms: int, margin_ms: int) -> int:
+    def observe_success(self, scope: str, sent_ms: int, window_ms: int, margin_ms: int, *, count: bool = True) -> int:
         """Log the success; clear strikes and recovery; count earlier successes that surely counted."""
         now = self.now_ms()
         low = sent_ms - window_ms + margin_ms
@@ -69,9 +87,13 @@ class SQLiteState:
             self._row(conn, scope)
             conn.execute("UPDATE mod_scopes SET strikes = 0, started = -1, recovering = 0 WHERE scope = ?", (scope,))
             conn.execute("DELETE FROM mod_ok WHERE scope = ? AND back <= ?", (scope, now - 2 * window_ms))
-            (before,) = conn.execute(
-                "SELECT COUNT(*) FROM mod_ok WHERE scope = ? AND back <= ? AND left_ms > ?", (scope, sent_ms, low)
-            ).fetchone()
+            (before,) = (
+                conn.execute(
+                    "SELECT COUNT(*) FROM mod_ok WHERE scope = ? AND back <= ? AND left_ms > ?", (scope, sent_ms, low)
+                ).fetchone()
+                if count
+                else (0,)
+            )
             conn.execute("INSERT INTO mod_ok (scope, back, left_ms) VALUES (?, ?, ?)", (scope, now, sent_ms))
         return int(before)
 

@@ -68,8 +68,8 @@ class ModerationState(Protocol):
         """(wait_ms, now_ms): 0 means admitted (and logged when `record`); else how long until a slot frees."""
         ...
 
-    def observe_success(self, scope: str, sent_ms: int, window_ms: int, margin_ms: int) -> int:
-        """Log a success that left at `sent_ms`, clear strikes and recovery, and return how many earlier
+    def observe_success(self, scope: str, sent_ms: int, window_ms: int, margin_ms: int, *, count: bool = True) -> int:
+        """Log a success that left at `sent_ms`, clear strikes and recovery, and (when `count`) return how many earlier
         successes had come back by `sent_ms` and left after sent_ms - window + margin: calls Meta surely
         counted, within its window, before this one (the margin absorbs the time a request takes to
         reach Meta)."""
@@ -205,12 +205,12 @@ class LocalState:
                 state.sends.popleft()
             capacity = state.capacity if state.capacity_until > now else None
             limited = state.limited_until > now
-            wait = admission_wait(list(state.sends), now, rule, capacity, limited, state.precise)
+            wait = admission_wait(state.sends, now, rule, capacity, limited, state.precise)
             if wait == 0 and record:
                 state.sends.append(now)
         return wait, now
 
-    def observe_success(self, scope: str, sent_ms: int, window_ms: int, margin_ms: int) -> int:
+    def observe_success(self, scope: str, sent_ms: int, window_ms: int, margin_ms: int, *, count: bool = True) -> int:
         """Log the success; clear strikes and recovery; count earlier successes that surely counted."""
         with self._lock:
             state = self._scope(scope)
@@ -219,7 +219,7 @@ class LocalState:
             while state.successes and state.successes[0][0] <= now - 2 * window_ms:
                 state.successes.popleft()
             low = sent_ms - window_ms + margin_ms
-            before = sum(1 for back, left in state.successes if back <= sent_ms and left > low)
+            before = sum(1 for back, left in state.successes if back <= sent_ms and left > low) if count else 0
             state.successes.append((now, sent_ms))
             return before
 

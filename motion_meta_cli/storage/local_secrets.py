@@ -7,6 +7,7 @@ import json
 import os
 import secrets
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,6 +36,9 @@ class LocalSecretsStore:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock_path = path.with_name(path.name + ".lock")
+        # The parsed file, keyed on what stat() says about it: many customers, one parse per change.
+        self._parsed: tuple[tuple[int, int, int], dict[str, Any]] | None = None
+        self._parsed_lock = threading.Lock()
 
     def get_secret(self, customer: str) -> SecretRecord:
         """The current token of `customer`; raises MissingCredentialsError."""
@@ -71,6 +75,22 @@ class LocalSecretsStore:
             os.close(fd)
 
     def _read(self) -> dict[str, Any]:
+        try:
+            info = self.path.stat()
+        except FileNotFoundError:
+            return {}
+        except OSError as exc:
+            raise ConfigError(f"cannot read the secrets file {self.path}: {exc.strerror}") from None
+        key = (info.st_mtime_ns, info.st_size, info.st_ino)
+        with self._parsed_lock:
+            if self._parsed is not None and self._parsed[0] == key:
+                return dict(self._parsed[1])
+        data = self._parse()
+        with self._parsed_lock:
+            self._parsed = (key, data)
+        return dict(data)
+
+    def _parse(self) -> dict[str, Any]:
         try:
             text = self.path.read_text(encoding="utf-8")
         except FileNotFoundError:

@@ -31,6 +31,7 @@ _MIGRATIONS = [
     CREATE TABLE mod_slots (name TEXT NOT NULL, holder TEXT NOT NULL, expires INTEGER NOT NULL,
         PRIMARY KEY (name, holder))
     """,
+    "CREATE INDEX mod_ok_by_left ON mod_ok (scope, left_ms)",
 ]
 
 LOCK_POLL_S = 0.02

@@ -137,18 +137,18 @@ def test_a_killed_instance_loses_no_customer_for_more_than_one_interval(
 
 def test_sigterm_finishes_requests_in_flight_and_exits_0(tmp_path: Path, emulator_url: str) -> None:
     home = tmp_path / "h"
-    _seed(home, 40)
+    _seed(home, 200)
     proc = _start(["--interval", "30", "--concurrency", "2"], _env(emulator_url, home), tmp_path)
-    time.sleep(1.2)
+    time.sleep(1.5)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err[-800:]
     assert "stopping" in err
     (report,) = _reports(out)
     fetched = report["fetched"]
-    assert isinstance(fetched, int) and 0 < fetched < 40
+    assert isinstance(fetched, int) and 0 < fetched < 200
     assert report["failed"] == 0, "nothing was cut off"
-    assert fetched + report["not_started"] == 40  # type: ignore[operator]
+    assert fetched + report["not_started"] == 200  # type: ignore[operator]
     assert sum(_per_user(emulator_url).values()) == fetched, "every request that left got its answer"
 
 
@@ -180,7 +180,7 @@ def test_polling_survives_redis_going_away_and_coming_back(
 def test_a_rotated_token_is_used_from_the_next_cycle(tmp_path: Path, emulator_url: str) -> None:
     home = tmp_path / "h"
     _seed(home, 1)
-    proc = _start(["--interval", "1", "--cycles", "4", "--concurrency", "1"], _env(emulator_url, home), tmp_path)
+    proc = _start(["--interval", "1", "--cycles", "6", "--concurrency", "1"], _env(emulator_url, home), tmp_path)
     time.sleep(1.3)
     new = "EAArotatedtoken0000000000000"
     env = _env(emulator_url, home)

@@ -1,0 +1,559 @@
+"""Polling at scale: one cycle's throughput beside a plain client, peak memory, three instances on one Redis.
+
+    python benchmarks/poll.py [--customers 1000] [--big 10000] [--runs 3] [--concurrency 32]
+                              [--shared-customers 300] [--shared-interval 2] [--shared-cycles 4]
+                              [--poll-timeout 300] [--skip-throughput] [--skip-memory] [--skip-shared]
+
+Every server is a child process on 127.0.0.1 (an emulator without limits, `motion-meta emulator --port 0
+--accept-any-token`, and for 3 a redis-server on a free port), killed at the end. motion-meta runs with
+no META_/MOTION_META_ variable from the caller, from a scratch directory (so no `.env` is read), with a
+fresh MOTION_META_HOME per run: customers `c000000`, … with tokens `EAAbench000000xxxxxxxxxx`, …, and no
+demo customer. Each `poll --once` runs under a tiny wrapper process that times it and reads its peak RSS
+(`RUSAGE_CHILDREN`, whose only child is the poll process).
+
+  1. Throughput of one cycle over --customers customers at --concurrency: `poll --once --json`, timed by
+     its own `duration_s` (the cycle) and by the wall time of the process (start-up included), against a
+     plain client making the same calls: a `requests.Session` (pool as wide as --concurrency) and a
+     thread pool of that width, `GET /v25.0/me?fields=id,name` with each customer's bearer token, nothing
+     stored. Each of --runs runs gets a fresh emulator, shared by the pair (`POST /__reset` between them;
+     which goes first alternates). Medians of customers/s, and the ratio poll / plain. Target ≥ 0.8:
+     moderation, credentials and storage cost at most 20 %. Poll runs with its default pacing: one
+     budget probe goes alone first, and since this emulator sends no X-App-Usage the budget is
+     "unmetered" from then on.
+  2. Peak RSS of one `poll --once` over --customers and over --big customers. Target: sub-linear growth,
+     under 150 MB at 10,000. Up to 2,000 customers the tokens are stored with `put_secret`; above that
+     the secrets file is written directly in LocalSecretsStore's format (each `put_secret` rewrites the
+     whole file, so seeding would be quadratic), and a few timed `put_secret` calls show why.
+  3. Three `poll --interval 2 --cycles 4 --concurrency 8 --json` processes started together on one home and
+     one Redis (MOTION_META_CACHE_URL), over --shared-customers customers. Per slot: duplicates (customers
+     fetched by more than one instance in that slot) and misses (customers nobody fetched, counted only in
+     slots every instance covered). Target 0 and 0. The emulator's `per_user` counts cross-check it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import requests
+from _ports import free_port, wait_for_port
+from requests.adapters import HTTPAdapter
+
+from motion_meta_cli.app import AppHandler
+from motion_meta_cli.config import DEMO_CUSTOMER, Settings
+from motion_meta_cli.models import iso_utc, utc_now
+from motion_meta_cli.storage.local_secrets import FILE_MODE, LocalSecretsStore
+
+URL_PATTERN = re.compile(r"http://127\.0\.0\.1:(\d+)")
+PUT_SECRET_MAX = 2000
+"""Above this many customers the secrets file is written directly (put_secret rewrites it every time)."""
+SHARED_TIMEOUT_S = 120.0
+RSS_TARGET_MB = 150.0
+RATIO_TARGET = 0.8
+_RSS_WRAPPER = """
+import json, resource, subprocess, sys, time
+start = time.perf_counter()
+returncode = subprocess.call(sys.argv[2:])
+wall_s = time.perf_counter() - start
+maxrss_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+with open(sys.argv[1], "w", encoding="utf-8") as out:
+    json.dump({"returncode": returncode, "wall_s": wall_s, "maxrss_kb": maxrss_kb}, out)
+"""
+"""Runs one command, then writes its exit code, wall time and peak RSS (KB on Linux) to argv[1]."""
+
+
+@dataclass
+class PollRun:
+    """One `poll --once` process: its cycle report, wall time and peak RSS."""
+
+    customers: int
+    returncode: int | None
+    wall_s: float
+    maxrss_kb: int
+    report: dict[str, Any] | None
+    emulator: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def cycle_s(self) -> float:
+        return float(self.report["duration_s"]) if self.report else float("nan")
+
+    @property
+    def rss_mb(self) -> float:
+        return self.maxrss_kb / 1024
+
+
+@dataclass
+class PlainRun:
+    """The plain client over the same customers."""
+
+    customers: int
+    seconds: float
+    ok: int
+    emulator: dict[str, Any]
+
+
+@dataclass
+class Seeded:
+    """A seeded home, kept as a template that every run copies."""
+
+    path: Path
+    customers: int
+    seconds: float
+    how: str
+
+
+def _name(n: int) -> str:
+    return f"c{n:06d}"
+
+
+def _token(n: int) -> str:
+    return f"EAAbench{n:06d}xxxxxxxxxx"
+
+
+def _kill(proc: subprocess.Popen[Any]) -> None:
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+
+
+def _kill_group(proc: subprocess.Popen[Any]) -> None:
+    """Kill a process started with `start_new_session=True` and everything it started."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def _tail(text: str, lines: int = 6) -> str:
+    return "\n".join(f"      {line}" for line in text.strip().splitlines()[-lines:])
+
+
+def _clean_env(**extra: str) -> dict[str, str]:
+    """The caller's environment without META_/MOTION_META_ variables, plus `extra`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("META_", "MOTION_META_"))}
+    env.update(extra)
+    return env
+
+
+def _start_emulator(work: Path, name: str) -> tuple[subprocess.Popen[bytes], str]:
+    """A fresh emulator process without limits, and its URL (from the first line it prints)."""
+    out_path, err_path = work / f"{name}.out", work / f"{name}.err"
+    command = [sys.executable, "-m", "motion_meta_cli", "emulator", "--port", "0", "--accept-any-token"]
+    with out_path.open("wb") as out, err_path.open("wb") as err:
+        proc = subprocess.Popen(command, stdout=out, stderr=err, env=_clean_env(), cwd=work)
+    deadline = time.monotonic() + 30
+    try:
+        while time.monotonic() < deadline:
+            match = URL_PATTERN.search(out_path.read_text(errors="replace"))
+            if match:
+                wait_for_port(int(match.group(1)), timeout_s=10)
+                return proc, match.group(0)
+            if proc.poll() is not None:
+                raise RuntimeError(f"emulator exited {proc.returncode}:\n{_tail(err_path.read_text())}")
+            time.sleep(0.02)
+        raise RuntimeError("emulator printed no URL within 30 s")
+    except BaseException:
+        _kill(proc)
+        raise
+
+
+def _emulator_stats(url: str) -> dict[str, Any]:
+    with urllib.request.urlopen(f"{url}/__stats", timeout=10) as response:
+        return dict(json.load(response))
+
+
+def _emulator_reset(url: str) -> None:
+    request = urllib.request.Request(f"{url}/__reset", method="POST", data=b"")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        response.read()
+
+
+def _write_secrets(path: Path, count: int) -> None:
+    """The file LocalSecretsStore writes: `{customer: {token, version, updated_at}}`, sorted, indent 2, 0600."""
+    now = iso_utc(utc_now())
+    data = {_name(n): {"token": _token(n), "version": secrets.token_hex(12), "updated_at": now} for n in range(count)}
+    fd, tmp = tempfile.mkstemp(prefix=".secrets-", dir=path.parent)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(data, handle, indent=2, sort_keys=True)
+    os.chmod(tmp, FILE_MODE)
+    os.replace(tmp, path)
+
+
+def _seed(path: Path, count: int) -> Seeded:
+    """A home with `count` customers and their tokens, the demo customer removed."""
+    start = time.perf_counter()
+    with AppHandler(Settings(motion_meta_home=path, _env_file=None)) as app:
+        store = app.secrets
+        if not isinstance(store, LocalSecretsStore):
+            raise RuntimeError(f"expected the local secrets store, got {type(store).__name__}")
+        app.store.remove_customer(DEMO_CUSTOMER)
+        for n in range(count):
+            app.store.add_customer(_name(n))
+        if count <= PUT_SECRET_MAX:
+            for n in range(count):
+                store.put_secret(_name(n), _token(n))
+            how = "put_secret"
+        else:
+            _write_secrets(store.path, count)
+            probe_start = time.perf_counter()
+            for n in range(10):  # the same tokens again: shows what put_secret costs at this size
+                store.put_secret(_name(n), _token(n))
+            each_s = (time.perf_counter() - probe_start) / 10
+            how = f"file written directly (put_secret at {count} entries: {each_s * 1000:.0f} ms each)"
+        for n in {0, count // 2, count - 1}:
+            if store.get_secret(_name(n)).token.get_secret_value() != _token(n):
+                raise RuntimeError(f"seeded token of {_name(n)} does not read back")
+        if len(app.store.list_customers()) != count:
+            raise RuntimeError("seeded customers do not list back")
+    return Seeded(path, count, time.perf_counter() - start, how)
+
+
+def _fresh_home(template: Seeded, work: Path, label: str) -> Path:
+    home = work / f"home-{label}"
+    shutil.copytree(template.path, home)
+    return home
+
+
+def _poll_once(home: Path, url: str, work: Path, label: str, customers: int, args: argparse.Namespace) -> PollRun:
+    """One `poll --once --json` under the RSS wrapper; killed (with the wrapper) after --poll-timeout."""
+    out_path, err_path, rss_path = work / f"{label}.out", work / f"{label}.err", work / f"{label}.rss"
+    command = [sys.executable, "-c", _RSS_WRAPPER, str(rss_path), sys.executable, "-m", "motion_meta_cli"]
+    command += ["poll", "--once", "--concurrency", str(args.concurrency), "--json"]
+    env = _clean_env(MOTION_META_HOME=str(home), META_GRAPH_URL=url)
+    with out_path.open("wb") as out, err_path.open("wb") as err:
+        proc = subprocess.Popen(command, stdout=out, stderr=err, env=env, cwd=work, start_new_session=True)
+    try:
+        proc.wait(timeout=args.poll_timeout)
+    except subprocess.TimeoutExpired:
+        pass
+    finally:
+        _kill_group(proc)
+    stdout, stderr = out_path.read_text(errors="replace"), err_path.read_text(errors="replace")
+    measured = json.loads(rss_path.read_text()) if rss_path.exists() else None
+    reports = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+    run = PollRun(
+        customers=customers,
+        returncode=None if measured is None else int(measured["returncode"]),
+        wall_s=float("nan") if measured is None else float(measured["wall_s"]),
+        maxrss_kb=0 if measured is None else int(measured["maxrss_kb"]),
+        report=reports[0] if len(reports) == 1 else None,
+        emulator=_emulator_stats(url),
+    )
+    if measured is None:
+        run.notes.append(f"killed after {args.poll_timeout:.0f} s")
+    elif run.returncode != 0:
+        run.notes.append(f"exit {run.returncode}")
+    if run.report is None:
+        run.notes.append(f"{len(reports)} JSON reports on stdout, expected 1")
+    else:
+        report = run.report
+        if report["fetched"] != customers or report["failed"] or report["skipped"] or report["not_started"]:
+            run.notes.append(
+                f"fetched {report['fetched']}/{customers}, failed {report['failed']}, skipped {report['skipped']}, "
+                f"not started {report['not_started']}, taken elsewhere {report['taken_elsewhere']}"
+            )
+        if report["failures"]:
+            kinds = Counter(report["failures"].values())
+            run.notes.append(f"failures by kind: {dict(kinds)}; last error: {report['last_error']}")
+        if report["overrun"]:
+            run.notes.append("the cycle overran its 60 s slot (overrun: true)")
+    if stderr.strip():
+        run.notes.append(f"stderr:\n{_tail(stderr)}")
+    return run
+
+
+def _plain(url: str, customers: int, concurrency: int) -> PlainRun:
+    """The same calls from a pooled requests.Session and a thread pool; nothing stored."""
+    tokens = [_token(n) for n in range(customers)]
+    start = time.perf_counter()
+    with requests.Session() as session:
+        session.mount("http://", HTTPAdapter(pool_connections=1, pool_maxsize=concurrency))
+
+        def one(token: str) -> bool:
+            try:
+                response = session.get(
+                    f"{url}/v25.0/me",
+                    params={"fields": "id,name"},
+                    headers={"Authorization": f"Bearer {token}"},
+                    timeout=(3.05, 30),
+                )
+            except requests.RequestException:
+                return False
+            return response.status_code == 200 and "id" in response.json()
+
+        with ThreadPoolExecutor(max_workers=concurrency) as pool:
+            ok = sum(pool.map(one, tokens))
+    seconds = time.perf_counter() - start
+    return PlainRun(customers, seconds, ok, _emulator_stats(url))
+
+
+def _throughput(template: Seeded, work: Path, args: argparse.Namespace) -> None:
+    n, c = template.customers, args.concurrency
+    print(f"1. one cycle over {n} customers at concurrency {c}, emulator without limits ({args.runs} runs)")
+    pairs: list[tuple[PollRun, PlainRun]] = []
+    for index in range(args.runs):
+        emulator, url = _start_emulator(work, f"emulator-t{index}")
+        try:
+            home = _fresh_home(template, work, f"t{index}")
+            if index % 2 == 0:
+                poll_run = _poll_once(home, url, work, f"poll-t{index}", n, args)
+                _emulator_reset(url)
+                plain_run = _plain(url, n, c)
+            else:
+                plain_run = _plain(url, n, c)
+                _emulator_reset(url)
+                poll_run = _poll_once(home, url, work, f"poll-t{index}", n, args)
+            pairs.append((poll_run, plain_run))
+        finally:
+            _kill(emulator)
+    print(
+        f"   {'run':<5}{'first':<7}{'poll cycle':>18}{'poll wall':>18}{'plain':>18}"
+        f"{'poll/plain':>12}{'wall/plain':>12}{'poll RSS':>10}"
+    )
+    for index, (p, q) in enumerate(pairs):
+        poll_rate, wall_rate, plain_rate = n / p.cycle_s, n / p.wall_s, n / q.seconds
+        print(
+            f"   {index + 1:<5}{'poll' if index % 2 == 0 else 'plain':<7}"
+            f"{p.cycle_s:>7.2f} s {poll_rate:>6.0f}/s{p.wall_s:>7.2f} s {wall_rate:>6.0f}/s"
+            f"{q.seconds:>7.2f} s {plain_rate:>6.0f}/s{poll_rate / plain_rate:>12.2f}{wall_rate / plain_rate:>12.2f}"
+            f"{p.rss_mb:>7.0f} MB"
+        )
+    poll_med = statistics.median(n / p.cycle_s for p, _ in pairs)
+    wall_med = statistics.median(n / p.wall_s for p, _ in pairs)
+    plain_med = statistics.median(n / q.seconds for _, q in pairs)
+    ratio = poll_med / plain_med
+    print(
+        f"   {'median':<12}{'':>9}{poll_med:>6.0f}/s{'':>10}{wall_med:>6.0f}/s{'':>10}{plain_med:>6.0f}/s"
+        f"{ratio:>12.2f}{wall_med / plain_med:>12.2f}"
+    )
+    print(
+        f"   target poll/plain (cycle, medians) ≥ {RATIO_TARGET}: {ratio:.2f}  "
+        f"{'ok' if ratio >= RATIO_TARGET else 'MISSED'}"
+    )
+    print("   emulator saw (requests, 200s, peak concurrency, X-App-Usage limit):")
+    for index, (p, q) in enumerate(pairs):
+        print(
+            f"     run {index + 1}: poll {p.emulator['requests']}, {p.emulator['by_status'].get('200', 0)}, "
+            f"peak {p.emulator['peak_concurrency']}; plain {q.emulator['requests']}, "
+            f"{q.emulator['by_status'].get('200', 0)}, peak {q.emulator['peak_concurrency']}; "
+            f"app_limit {p.emulator['app_limit']}"
+        )
+        if q.ok != n:
+            print(f"       plain: {q.ok}/{n} answered 200 with a user")
+        for note in p.notes:
+            print(f"       poll: {note}")
+    print(
+        "   poll runs with pacing on (its default): one budget probe goes alone first; this emulator sends no\n"
+        "   X-App-Usage without a limit, so the budget is then 'unmetered' and nothing else is paced."
+    )
+
+
+def _memory(small: Seeded, big: Seeded, work: Path, args: argparse.Namespace) -> None:
+    print(f"2. peak RSS of one `poll --once --concurrency {args.concurrency}`")
+    runs: list[tuple[Seeded, PollRun]] = []
+    emulator, url = _start_emulator(work, "emulator-m")
+    try:
+        for template in (small, big):
+            _emulator_reset(url)
+            home = _fresh_home(template, work, f"m{template.customers}")
+            runs.append(
+                (template, _poll_once(home, url, work, f"poll-m{template.customers}", template.customers, args))
+            )
+    finally:
+        _kill(emulator)
+    print(f"   {'customers':>10}{'seeding':>10}{'cycle':>11}{'wall':>11}{'customers/s':>13}{'peak RSS':>11}  tokens")
+    for template, run in runs:
+        print(
+            f"   {template.customers:>10}{template.seconds:>8.1f} s{run.cycle_s:>9.2f} s{run.wall_s:>9.2f} s"
+            f"{template.customers / run.cycle_s:>13.0f}{run.rss_mb:>8.0f} MB  {template.how}"
+        )
+    (_, low), (_, high) = runs
+    scale = high.customers / low.customers
+    rss_ratio = high.rss_mb / low.rss_mb if low.maxrss_kb else float("nan")
+    time_ratio = high.cycle_s / low.cycle_s
+    print(
+        f"   {high.customers} / {low.customers} ({scale:g}× the customers): "
+        f"RSS {rss_ratio:.2f}×, cycle {time_ratio:.1f}×"
+    )
+    print(f"   target RSS sub-linear: {rss_ratio:.2f}× < {scale:g}×  {'ok' if rss_ratio < scale else 'MISSED'}")
+    print(
+        f"   target RSS under {RSS_TARGET_MB:.0f} MB at {high.customers}: {high.rss_mb:.0f} MB  "
+        f"{'ok' if high.rss_mb < RSS_TARGET_MB else 'MISSED'}"
+    )
+    for template, run in runs:
+        for note in run.notes:
+            print(f"     {template.customers}: {note}")
+
+
+def _shared(template: Seeded, work: Path, args: argparse.Namespace) -> None:
+    n = template.customers
+    print(
+        f"3. three `poll --interval {args.shared_interval:g} --cycles {args.shared_cycles} --concurrency 8` "
+        f"on one Redis, {n} customers"
+    )
+    port = free_port()
+    redis_proc = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        cwd=work,
+    )
+    emulator: subprocess.Popen[bytes] | None = None
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        wait_for_port(port)
+        emulator, url = _start_emulator(work, "emulator-s")
+        home = _fresh_home(template, work, "shared")
+        env = _clean_env(
+            MOTION_META_HOME=str(home), META_GRAPH_URL=url, MOTION_META_CACHE_URL=f"redis://127.0.0.1:{port}/0"
+        )
+        command = [sys.executable, "-m", "motion_meta_cli", "poll", "--interval", str(args.shared_interval)]
+        command += ["--cycles", str(args.shared_cycles), "--concurrency", "8", "--json"]
+        files = [(work / f"shared{i}.out", work / f"shared{i}.err") for i in range(3)]
+        for out_path, err_path in files:
+            with out_path.open("wb") as out, err_path.open("wb") as err:
+                procs.append(subprocess.Popen(command, stdout=out, stderr=err, env=env, cwd=work))
+        deadline = time.monotonic() + SHARED_TIMEOUT_S
+        while any(p.poll() is None for p in procs) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        timed_out = [i for i, p in enumerate(procs) if p.poll() is None]
+        for proc in procs:
+            _kill(proc)
+        stats = _emulator_stats(url)
+    finally:
+        for proc in procs:
+            _kill(proc)
+        if emulator is not None:
+            _kill(emulator)
+        _kill(redis_proc)
+
+    names = {_name(i) for i in range(n)}
+    outputs = [(out.read_text(errors="replace"), err.read_text(errors="replace")) for out, err in files]
+    reports = [[json.loads(line) for line in out.splitlines() if line.startswith("{")] for out, _ in outputs]
+    by_slot: dict[int, dict[int, dict[str, Any]]] = defaultdict(dict)
+    for instance, instance_reports in enumerate(reports):
+        for report in instance_reports:
+            by_slot[int(report["slot"])][instance] = report
+    print(
+        f"   {'slot':>10}{'fetched by 1/2/3':>20}{'fetched':>9}{'distinct':>10}"
+        f"{'duplicates':>12}{'misses':>8}{'failed':>8}"
+    )
+    total_fetched = total_dups = total_misses = total_failed = 0
+    for slot in sorted(by_slot):
+        per_instance = by_slot[slot]
+        counts: Counter[str] = Counter()
+        for report in per_instance.values():
+            counts.update(report["customers"])
+        fetched = sum(counts.values())
+        dups = sum(1 for c in counts.values() if c > 1)
+        covered = len(per_instance) == 3
+        misses = len(names - set(counts)) if covered else None
+        failed = sum(int(r["failed"]) for r in per_instance.values())
+        split = "/".join(str(per_instance[i]["fetched"]) if i in per_instance else "-" for i in range(3))
+        total_fetched += fetched
+        total_dups += dups
+        total_misses += misses or 0
+        total_failed += failed
+        print(
+            f"   {slot:>10}{split:>20}{fetched:>9}{len(counts):>10}{dups:>12}"
+            f"{'n/a' if misses is None else misses:>8}{failed:>8}"
+        )
+    covered_slots = sum(1 for per_instance in by_slot.values() if len(per_instance) == 3)
+    print(
+        f"   {'total':>10}{'':>20}{total_fetched:>9}{'':>10}{total_dups:>12}{total_misses:>8}{total_failed:>8}"
+        f"   ({covered_slots} of {len(by_slot)} slots covered by all three)"
+    )
+    per_user = stats["per_user"]
+    print(
+        f"   emulator: {stats['requests']} requests, per_user total {sum(per_user.values())} over "
+        f"{len(per_user)} users; instances reported {total_fetched} fetched + {total_failed} failed  "
+        f"{'agree' if sum(per_user.values()) == total_fetched + total_failed else 'DISAGREE'}"
+    )
+    ok = total_dups == 0 and total_misses == 0 and covered_slots > 0
+    print(f"   target duplicates 0 and misses 0: {total_dups} and {total_misses}  {'ok' if ok else 'MISSED'}")
+    for i, (proc, (_, err)) in enumerate(zip(procs, outputs, strict=True)):
+        notes = []
+        if i in timed_out:
+            notes.append(f"killed after {SHARED_TIMEOUT_S:.0f} s")
+        elif proc.returncode != 0:
+            notes.append(f"exit {proc.returncode}")
+        if len(reports[i]) != args.shared_cycles:
+            notes.append(f"{len(reports[i])} reports, expected {args.shared_cycles}")
+        overruns = [_overrun(r, args.shared_interval) for r in reports[i] if r["overrun"]]
+        if overruns:
+            notes.append("overrun: " + "; ".join(overruns))
+        if err.strip():
+            notes.append(f"stderr:\n{_tail(err)}")
+        for note in notes:
+            print(f"     instance {i + 1}: {note}")
+
+
+def _overrun(report: dict[str, Any], interval_s: float) -> str:
+    """Which cycle overran its slot, how late into the slot it started and how long it took."""
+    started = datetime.fromisoformat(report["started_at"]).timestamp()
+    into_slot_s = started - int(report["slot"]) * interval_s
+    return f"cycle {report['cycle']} started {into_slot_s:.2f} s into its slot, took {report['duration_s']:.2f} s"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--customers", type=int, default=1000, help="customers for 1 and the small run of 2")
+    parser.add_argument("--big", type=int, default=10000, help="customers for the large run of 2")
+    parser.add_argument("--runs", type=int, default=3, help="throughput runs (median reported)")
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--shared-customers", type=int, default=300)
+    parser.add_argument("--shared-interval", type=float, default=2.0)
+    parser.add_argument("--shared-cycles", type=int, default=4)
+    parser.add_argument("--poll-timeout", type=float, default=300.0, help="seconds before a poll --once is killed")
+    parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--skip-shared", action="store_true")
+    args = parser.parse_args()
+    if min(args.customers, args.big, args.runs, args.concurrency, args.shared_customers) < 1:
+        parser.error("sizes, runs and concurrency must be at least 1")
+
+    for key in [k for k in os.environ if k.startswith(("META_", "MOTION_META_"))]:
+        del os.environ[key]  # the in-process seeding must not follow the caller's configuration
+    work = Path(tempfile.mkdtemp(prefix="motion-meta-poll-"))
+    started = time.monotonic()
+    try:
+        small = _seed(work / "template-small", args.customers)
+        print(f"seeded {args.customers} customers in {small.seconds:.1f} s ({small.how})")
+        if not args.skip_throughput:
+            print()
+            _throughput(small, work, args)
+        if not args.skip_memory:
+            big = _seed(work / "template-big", args.big)
+            print()
+            print(f"seeded {args.big} customers in {big.seconds:.1f} s ({big.how})")
+            _memory(small, big, work, args)
+        if not args.skip_shared:
+            shared = _seed(work / "template-shared", args.shared_customers)
+            print()
+            _shared(shared, work, args)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print()
+    print(f"total {time.monotonic() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
