@@ -69,7 +69,9 @@ class AppHandler:
     @cached_property
     def credentials(self) -> CredentialsManager:
         """Tokens with validity markers; seeds the demo customer from META_ACCESS_TOKEN first."""
-        manager = CredentialsManager(self.secrets, self.cache)
+        # Only a remote secrets store is worth a cross-instance lease against stampedes.
+        remote = self.settings.secrets_backend.scheme != "local"
+        manager = CredentialsManager(self.secrets, self.cache, shared_refresh=remote)
         self._seed_demo_customer(manager)
         return manager
 

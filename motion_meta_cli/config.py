@@ -292,6 +292,12 @@ class Settings(BaseSettings):
         window = data.get("meta_rate_window_s", 3600.0)
         return {**data, "meta_platform": {**platform, "throttle": {**throttle, "window_s": window}}}
 
+    @field_validator("motion_meta_home")
+    @classmethod
+    def _home_absolute(cls, value: Path) -> Path:
+        # Backend URLs are built from it, and a later chdir must not move local state.
+        return value.expanduser().absolute()
+
     @field_validator("meta_access_token")
     @classmethod
     def _token_not_blank(cls, value: SecretStr | None) -> SecretStr | None:

@@ -109,6 +109,9 @@ class CredentialsManager:
         creds = CredentialsManager(secrets, cache)
         user = creds.call("acme", lambda token: agent_request(token))   # one re-read + retry on a 190
 
+    `shared_refresh=False` skips the cross-instance refresh lease, for a secrets store that costs
+    nothing to read (the local file); threads of one process still share one read.
+
     `call` is how requests should use a token: when Meta rejects it, the manager reads the secrets
     store again and, if the token there is a different one, retries once with it; otherwise (or if the
     new token is rejected too) it raises `CredentialsRejectedError`.
@@ -121,8 +124,10 @@ class CredentialsManager:
         *,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        shared_refresh: bool = True,
     ) -> None:
         self._secrets = secrets
+        self._shared_refresh = shared_refresh
         self._cache = cache
         self._clock = clock
         self._wall_clock = wall_clock
@@ -193,7 +198,7 @@ class CredentialsManager:
                 return current.token  # another thread of this process refreshed while we waited
             lease = self._cache.lock(f"credentials:refresh:{customer}", ttl_s=REFRESH_LOCK_TTL_S)
             # Waiting is bounded by the lease: a holder that died frees it, and we read anyway after that.
-            leased = lease.acquire(timeout_s=REFRESH_LOCK_TTL_S)
+            leased = self._shared_refresh and lease.acquire(timeout_s=REFRESH_LOCK_TTL_S)
             try:
                 marker = self._marker(customer)
                 if only_if_stale and (held := self._valid_held(customer, marker)) is not None:

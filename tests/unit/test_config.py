@@ -110,3 +110,10 @@ def test_rate_limit_timings_scale_from_the_window(monkeypatch: pytest.MonkeyPatc
     assert throttle.counted_window_s == pytest.approx(2.1)
     monkeypatch.setenv("META_PLATFORM__THROTTLE__PAUSE_CAP_S", "7")
     assert load_settings().platform_for("me").throttle.cap_s == 7, "explicit settings still override"
+
+
+def test_a_relative_home_is_made_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MOTION_META_HOME", "state")
+    settings = load_settings()
+    assert settings.motion_meta_home == tmp_path / "state"
+    assert settings.store_backend.target == str(tmp_path / "state" / "store.db")
