@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -71,3 +72,23 @@ def stand_in_server(reply: Callable[[str, dict[str, str]], Reply]) -> Iterator[s
 def json_reply(status: int, payload: object, headers: dict[str, str] | None = None) -> Reply:
     """A JSON reply for `stand_in_server`."""
     return status, {"Content-Type": "application/json", **(headers or {})}, json.dumps(payload).encode()
+
+
+@contextmanager
+def emulator_process(*flags: str) -> Iterator[str]:
+    """`motion-meta emulator FLAGS` in its own process (as Meta would be); yields its URL."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "motion_meta_cli", "emulator", "--port", "0", *flags],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        match = re.search(r"http://127\.0\.0\.1:\d+", proc.stdout.readline())
+        assert match, "the emulator printed no URL"
+        yield match.group(0)
+    finally:
+        proc.kill()
+        proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -20,7 +19,7 @@ from motion_meta_cli.app import AppHandler
 from motion_meta_cli.config import Settings
 from motion_meta_cli.emulator import derived_user
 from tests.integration.conftest import RedisServer
-from tests.integration.helpers import run_cli
+from tests.integration.helpers import emulator_process, run_cli
 
 pytestmark = pytest.mark.integration
 
@@ -31,28 +30,8 @@ def _token(n: int) -> str:
 
 @pytest.fixture
 def emulator_url() -> Iterator[str]:
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "motion_meta_cli",
-            "emulator",
-            "--port",
-            "0",
-            "--accept-any-token",
-            "--latency-s",
-            "0.02",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    match = re.search(r"http://127\.0\.0\.1:\d+", proc.stdout.readline())
-    assert match
-    yield match.group(0)
-    proc.kill()
-    proc.wait()
-    proc.stdout.close()
+    with emulator_process("--accept-any-token", "--latency-s", "0.02") as url:
+        yield url
 
 
 def _seed(home: Path, count: int) -> list[str]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 import time
@@ -16,7 +15,7 @@ import requests
 
 from motion_meta_cli.emulator import DEMO_TOKEN
 from tests.integration.conftest import RedisServer
-from tests.integration.helpers import run_cli
+from tests.integration.helpers import emulator_process, run_cli
 
 pytestmark = pytest.mark.integration
 
@@ -24,18 +23,8 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def emulator_url() -> Iterator[str]:
     """An emulator in its own process (as Meta would be): 20 calls per 1 s window."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "motion_meta_cli", "emulator", "--port", "0", "--app-limit", "20", "--window-s", "1"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    match = re.search(r"http://127\.0\.0\.1:\d+", proc.stdout.readline())
-    assert match
-    yield match.group(0)
-    proc.kill()
-    proc.wait()
-    proc.stdout.close()
+    with emulator_process("--app-limit", "20", "--window-s", "1") as url:
+        yield url
 
 
 def _env(url: str, redis_url: str | None, home: Path) -> dict[str, str]:
