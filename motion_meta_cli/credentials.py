@@ -148,7 +148,7 @@ class CredentialsManager:
             held = self._held_copy(customer)
             return held.token if held is not None else self._read(customer).token
         held = self._valid_held(customer, marker)
-        return held.token if held is not None else self.reload(customer, only_if_stale=True)
+        return held.token if held is not None else self.reload(customer, only_if_stale=True, seen=marker)
 
     def mark_rejected(self, customer: str) -> bool:
         """Remember that Meta rejected the token version held now; True if it was not marked already."""
@@ -187,7 +187,7 @@ class CredentialsManager:
             self._cache_down_warned = True
             log.warning("%s; using credentials held in memory until it answers", exc)
 
-    def reload(self, customer: str, *, only_if_stale: bool = False) -> SecretStr:
+    def reload(self, customer: str, *, only_if_stale: bool = False, seen: Marker | None = None) -> SecretStr:
         """Read `customer`'s token from the secrets store (single-flight) and make the marker match its version."""
         with self._lock:
             flight = self._refreshing.setdefault(customer, threading.Lock())
@@ -200,7 +200,8 @@ class CredentialsManager:
             # Waiting is bounded by the lease: a holder that died frees it, and we read anyway after that.
             leased = self._shared_refresh and lease.acquire(timeout_s=REFRESH_LOCK_TTL_S)
             try:
-                marker = self._marker(customer)
+                # Re-read the marker only where another instance may have refreshed it while we waited.
+                marker = self._marker(customer) if leased or seen is None else seen
                 if only_if_stale and (held := self._valid_held(customer, marker)) is not None:
                     return held.token
                 record = self._secrets.get_secret(customer)

@@ -164,6 +164,11 @@ class Moderator:
         # Successes that came back before this request left, and left well inside the window, were surely
         # counted before it: a lower bound on our share of the reading, so the budget errs on the safe side.
         reading = usage.app.max_pct if usage.app is not None else None
+        unmetered = self._last_raise is not None and self._last_raise[0] == UNMETERED
+        if reading is None and not ticket.probes and unmetered:
+            # Nothing to learn and nothing to clear (strikes and recovery are cleared by the probe that
+            # follows every pause): skip the write.
+            return
         counted = 1 + self.state.observe_success(
             APP_SCOPE, ticket.sent_ms, window_ms, margin_ms, count=reading is not None
         )

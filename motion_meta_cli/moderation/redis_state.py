@@ -120,9 +120,10 @@ _PAUSE = (
     + """
 local duration, limited, relearn = tonumber(ARGV[1]), tonumber(ARGV[3]), tonumber(ARGV[4])
 if ARGV[2] == '1' then redis.call('HSET', KEYS[1], 'recovering', '1') end
-local h = redis.call('HMGET', KEYS[1], 'limited_until', 'capacity_until', 'until')
+local h = redis.call('HMGET', KEYS[1], 'limited_until', 'capacity_until', 'until', 'capacity')
 redis.call('HSET', KEYS[1], 'limited_until', math.max(tonumber(h[1] or 0), now + limited))
-if relearn > 0 then
+local learned = tonumber(h[4] or 0) > 0 and tonumber(h[2] or 0) > now
+if relearn > 0 and learned then
   local n = 0
   for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], now - relearn, '+inf')) do
     if tonumber(string.match(member, '^(%d+)')) > now - relearn then n = n + 1 end

@@ -132,7 +132,8 @@ class SQLiteState:
                 "WHERE scope = ?",
                 (int(recovering), now + limited_ms, scope),
             )
-            if relearn_window_ms > 0:
+            learned = bool(row["capacity"]) and row["capacity_until"] > now
+            if relearn_window_ms > 0 and learned:
                 (succeeded,) = conn.execute(
                     "SELECT COUNT(*) FROM mod_ok WHERE scope = ? AND left_ms > ?", (scope, now - relearn_window_ms)
                 ).fetchone()

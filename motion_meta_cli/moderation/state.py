@@ -87,8 +87,9 @@ class ModerationState(Protocol):
 
     def pause(self, scope: str, duration_ms: int, *, recovering: bool, limited_ms: int, relearn_window_ms: int) -> bool:
         """Extend the cooldown to now + duration (never shorten), mark recovery and the scope limited for
-        `limited_ms`. With `relearn_window_ms`, set the capacity to the successes that left within that
-        window: Meta just proved the budget is no larger. True if the cooldown was extended."""
+        `limited_ms`. With `relearn_window_ms`, and a budget learned from readings, set the capacity to the
+        successes that left within that window: Meta just proved the budget is no larger. True if the
+        cooldown was extended."""
         ...
 
     def try_probe(self, scope: str, ttl_ms: int) -> str | None:
@@ -252,7 +253,8 @@ class LocalState:
             state = self._scope(scope)
             state.recovering = state.recovering or recovering
             state.limited_until = max(state.limited_until, now + limited_ms)
-            if relearn_window_ms > 0:
+            learned = bool(state.capacity) and state.capacity_until > now
+            if relearn_window_ms > 0 and learned:
                 succeeded = sum(1 for _, left in state.successes if left > now - relearn_window_ms)
                 if succeeded > 0:
                     state.capacity, state.precise = succeeded, True

@@ -110,3 +110,11 @@ def test_leases_lapse(state: ModerationState) -> None:
     time.sleep(0.1)
     assert state.try_probe("app", 50) is not None
     assert state.acquire_slot("c", 1, 50) is not None
+
+
+def test_no_budget_is_relearned_where_none_was_learned(state: ModerationState) -> None:
+    sent = state.now_ms()
+    state.observe_success("app", sent, 60_000, 0)  # one logged success, no usage headers ever
+    state.raise_capacity("app", 0, 60_000, precise=False)
+    state.pause("app", 10, recovering=False, limited_ms=60_000, relearn_window_ms=60_000)
+    assert state.raise_capacity("app", 0, 60_000, precise=False) == 0, "still unmetered, not a budget of 1"
