@@ -140,13 +140,9 @@ class Moderator:
     def _admit(
         self, scopes: Sequence[str], rule: AdmitRule, probes: dict[str, str], start: float, budget_s: float
     ) -> Ticket | None:
-        # Fast path: no wait needed, no queueing. Otherwise one thread per process polls the shared send
-        # log at a time; the others queue here instead of all waking at the instant a slot frees.
-        # None: a pause began meanwhile, start over.
-        if not self._gate.locked():
-            wait_ms, now_ms = self.state.admit(APP_SCOPE, rule)
-            if wait_ms == 0:
-                return Ticket(now_ms, tuple(scopes), probes, self._clock() - start)
+        # One thread per process polls the shared send log at a time; the others queue here instead of
+        # all waking at the instant a slot frees. (A lock-free fast path was tried: under a binding
+        # budget it let a herd through and cost pacing a whole window.) None: a pause began, start over.
         with self._gate:
             while True:
                 hold = self.state.hold(scopes)
