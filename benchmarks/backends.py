@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _ports import free_port, wait_for_port
+from _support import free_port, wait_for_port
 
 from motion_meta_cli.app import AppHandler
 from motion_meta_cli.config import Settings

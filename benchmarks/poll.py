@@ -36,7 +36,6 @@ import argparse
 import contextlib
 import json
 import os
-import re
 import secrets
 import shutil
 import signal
@@ -45,7 +44,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -54,7 +52,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from _ports import free_port, wait_for_port
+from _support import clean_env, emulator_reset, emulator_stats, free_port, kill, start_emulator, tail, wait_for_port
 from requests.adapters import HTTPAdapter
 
 from motion_meta_cli.app import AppHandler
@@ -62,7 +60,6 @@ from motion_meta_cli.config import DEMO_CUSTOMER, Settings
 from motion_meta_cli.models import iso_utc, utc_now
 from motion_meta_cli.storage.local_secrets import FILE_MODE, LocalSecretsStore
 
-URL_PATTERN = re.compile(r"http://127\.0\.0\.1:(\d+)")
 PUT_SECRET_MAX = 2000
 """Above this many customers the secrets file is written directly (put_secret rewrites it every time)."""
 SHARED_TIMEOUT_S = 120.0
@@ -129,62 +126,12 @@ def _token(n: int) -> str:
     return f"EAAbench{n:06d}xxxxxxxxxx"
 
 
-def _kill(proc: subprocess.Popen[Any]) -> None:
-    if proc.poll() is None:
-        proc.kill()
-    proc.wait()
-
-
 def _kill_group(proc: subprocess.Popen[Any]) -> None:
     """Kill a process started with `start_new_session=True` and everything it started."""
     if proc.poll() is None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-
-
-def _tail(text: str, lines: int = 6) -> str:
-    return "\n".join(f"      {line}" for line in text.strip().splitlines()[-lines:])
-
-
-def _clean_env(**extra: str) -> dict[str, str]:
-    """The caller's environment without META_/MOTION_META_ variables, plus `extra`."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("META_", "MOTION_META_"))}
-    env.update(extra)
-    return env
-
-
-def _start_emulator(work: Path, name: str) -> tuple[subprocess.Popen[bytes], str]:
-    """A fresh emulator process without limits, and its URL (from the first line it prints)."""
-    out_path, err_path = work / f"{name}.out", work / f"{name}.err"
-    command = [sys.executable, "-m", "motion_meta_cli", "emulator", "--port", "0", "--accept-any-token"]
-    with out_path.open("wb") as out, err_path.open("wb") as err:
-        proc = subprocess.Popen(command, stdout=out, stderr=err, env=_clean_env(), cwd=work)
-    deadline = time.monotonic() + 30
-    try:
-        while time.monotonic() < deadline:
-            match = URL_PATTERN.search(out_path.read_text(errors="replace"))
-            if match:
-                wait_for_port(int(match.group(1)), timeout_s=10)
-                return proc, match.group(0)
-            if proc.poll() is not None:
-                raise RuntimeError(f"emulator exited {proc.returncode}:\n{_tail(err_path.read_text())}")
-            time.sleep(0.02)
-        raise RuntimeError("emulator printed no URL within 30 s")
-    except BaseException:
-        _kill(proc)
-        raise
-
-
-def _emulator_stats(url: str) -> dict[str, Any]:
-    with urllib.request.urlopen(f"{url}/__stats", timeout=10) as response:
-        return dict(json.load(response))
-
-
-def _emulator_reset(url: str) -> None:
-    request = urllib.request.Request(f"{url}/__reset", method="POST", data=b"")
-    with urllib.request.urlopen(request, timeout=10) as response:
-        response.read()
 
 
 def _write_secrets(path: Path, count: int) -> None:
@@ -238,7 +185,7 @@ def _poll_once(home: Path, url: str, work: Path, label: str, customers: int, arg
     out_path, err_path, rss_path = work / f"{label}.out", work / f"{label}.err", work / f"{label}.rss"
     command = [sys.executable, "-c", _RSS_WRAPPER, str(rss_path), sys.executable, "-m", "motion_meta_cli"]
     command += ["poll", "--once", "--concurrency", str(args.concurrency), "--json"]
-    env = _clean_env(MOTION_META_HOME=str(home), META_GRAPH_URL=url)
+    env = clean_env(MOTION_META_HOME=str(home), META_GRAPH_URL=url)
     with out_path.open("wb") as out, err_path.open("wb") as err:
         proc = subprocess.Popen(command, stdout=out, stderr=err, env=env, cwd=work, start_new_session=True)
     try:
@@ -256,7 +203,7 @@ def _poll_once(home: Path, url: str, work: Path, label: str, customers: int, arg
         wall_s=float("nan") if measured is None else float(measured["wall_s"]),
         maxrss_kb=0 if measured is None else int(measured["maxrss_kb"]),
         report=reports[0] if len(reports) == 1 else None,
-        emulator=_emulator_stats(url),
+        emulator=emulator_stats(url),
     )
     if measured is None:
         run.notes.append(f"killed after {args.poll_timeout:.0f} s")
@@ -277,7 +224,7 @@ def _poll_once(home: Path, url: str, work: Path, label: str, customers: int, arg
         if report["overrun"]:
             run.notes.append("the cycle overran its 60 s slot (overrun: true)")
     if stderr.strip():
-        run.notes.append(f"stderr:\n{_tail(stderr)}")
+        run.notes.append(f"stderr:\n{tail(stderr)}")
     return run
 
 
@@ -303,7 +250,7 @@ def _plain(url: str, customers: int, concurrency: int) -> PlainRun:
         with ThreadPoolExecutor(max_workers=concurrency) as pool:
             ok = sum(pool.map(one, tokens))
     seconds = time.perf_counter() - start
-    return PlainRun(customers, seconds, ok, _emulator_stats(url))
+    return PlainRun(customers, seconds, ok, emulator_stats(url))
 
 
 def _throughput(template: Seeded, work: Path, args: argparse.Namespace) -> None:
@@ -311,20 +258,20 @@ def _throughput(template: Seeded, work: Path, args: argparse.Namespace) -> None:
     print(f"1. one cycle over {n} customers at concurrency {c}, emulator without limits ({args.runs} runs)")
     pairs: list[tuple[PollRun, PlainRun]] = []
     for index in range(args.runs):
-        emulator, url = _start_emulator(work, f"emulator-t{index}")
+        emulator, url = start_emulator(work, f"emulator-t{index}", "--accept-any-token")
         try:
             home = _fresh_home(template, work, f"t{index}")
             if index % 2 == 0:
                 poll_run = _poll_once(home, url, work, f"poll-t{index}", n, args)
-                _emulator_reset(url)
+                emulator_reset(url)
                 plain_run = _plain(url, n, c)
             else:
                 plain_run = _plain(url, n, c)
-                _emulator_reset(url)
+                emulator_reset(url)
                 poll_run = _poll_once(home, url, work, f"poll-t{index}", n, args)
             pairs.append((poll_run, plain_run))
         finally:
-            _kill(emulator)
+            kill(emulator)
     print(
         f"   {'run':<5}{'first':<7}{'poll cycle':>18}{'poll wall':>18}{'plain':>18}"
         f"{'poll/plain':>12}{'wall/plain':>12}{'poll RSS':>10}"
@@ -370,16 +317,16 @@ def _throughput(template: Seeded, work: Path, args: argparse.Namespace) -> None:
 def _memory(small: Seeded, big: Seeded, work: Path, args: argparse.Namespace) -> None:
     print(f"2. peak RSS of one `poll --once --concurrency {args.concurrency}`")
     runs: list[tuple[Seeded, PollRun]] = []
-    emulator, url = _start_emulator(work, "emulator-m")
+    emulator, url = start_emulator(work, "emulator-m", "--accept-any-token")
     try:
         for template in (small, big):
-            _emulator_reset(url)
+            emulator_reset(url)
             home = _fresh_home(template, work, f"m{template.customers}")
             runs.append(
                 (template, _poll_once(home, url, work, f"poll-m{template.customers}", template.customers, args))
             )
     finally:
-        _kill(emulator)
+        kill(emulator)
     print(f"   {'customers':>10}{'seeding':>10}{'cycle':>11}{'wall':>11}{'customers/s':>13}{'peak RSS':>11}  tokens")
     for template, run in runs:
         print(
@@ -420,9 +367,9 @@ def _shared(template: Seeded, work: Path, args: argparse.Namespace) -> None:
     procs: list[subprocess.Popen[bytes]] = []
     try:
         wait_for_port(port)
-        emulator, url = _start_emulator(work, "emulator-s")
+        emulator, url = start_emulator(work, "emulator-s", "--accept-any-token")
         home = _fresh_home(template, work, "shared")
-        env = _clean_env(
+        env = clean_env(
             MOTION_META_HOME=str(home), META_GRAPH_URL=url, MOTION_META_CACHE_URL=f"redis://127.0.0.1:{port}/0"
         )
         command = [sys.executable, "-m", "motion_meta_cli", "poll", "--interval", str(args.shared_interval)]
@@ -436,14 +383,14 @@ def _shared(template: Seeded, work: Path, args: argparse.Namespace) -> None:
             time.sleep(0.05)
         timed_out = [i for i, p in enumerate(procs) if p.poll() is None]
         for proc in procs:
-            _kill(proc)
-        stats = _emulator_stats(url)
+            kill(proc)
+        stats = emulator_stats(url)
     finally:
         for proc in procs:
-            _kill(proc)
+            kill(proc)
         if emulator is not None:
-            _kill(emulator)
-        _kill(redis_proc)
+            kill(emulator)
+        kill(redis_proc)
 
     names = {_name(i) for i in range(n)}
     outputs = [(out.read_text(errors="replace"), err.read_text(errors="replace")) for out, err in files]
@@ -501,7 +448,7 @@ def _shared(template: Seeded, work: Path, args: argparse.Namespace) -> None:
         if overruns:
             notes.append("overrun: " + "; ".join(overruns))
         if err.strip():
-            notes.append(f"stderr:\n{_tail(err)}")
+            notes.append(f"stderr:\n{tail(err)}")
         for note in notes:
             print(f"     instance {i + 1}: {note}")
 

@@ -31,22 +31,19 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import requests
-from _ports import free_port, wait_for_port
+from _support import clean_env, emulator_stats, free_port, kill, start_emulator, tail, wait_for_port
 from requests.adapters import HTTPAdapter
 from urllib3.util import Retry
 
@@ -54,7 +51,6 @@ from motion_meta_cli.emulator import DEMO_TOKEN
 
 CLIENT_TIMEOUT_S = 300.0
 """Longest a stress process may run; motion-meta gives up on a throttle after 120 s by default."""
-URL_PATTERN = re.compile(r"http://127\.0\.0\.1:\d+")
 LABELS = {
     "a": "a ours, pacing",
     "b": "b ours, no pacing",
@@ -94,53 +90,8 @@ class ClientRun:
     ended_at: float
 
 
-def _kill(proc: subprocess.Popen[Any]) -> None:
-    if proc.poll() is None:
-        proc.kill()
-    proc.wait()
-
-
-def _tail(text: str, lines: int = 8) -> str:
-    return "\n".join(f"      {line}" for line in text.strip().splitlines()[-lines:])
-
-
-def _clean_env(**extra: str) -> dict[str, str]:
-    """The caller's environment without META_/MOTION_META_ variables, plus `extra`."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("META_", "MOTION_META_"))}
-    env.update(extra)
-    return env
-
-
 def _ideal_s(requests_n: int, limit: int, window_s: float) -> float:
     return max(0, math.ceil(requests_n / limit) - 1) * window_s
-
-
-def _start_emulator(work: Path, limit: int, window_s: float) -> tuple[subprocess.Popen[bytes], str]:
-    """A fresh emulator process and its URL, read from the first line it prints."""
-    out_path, err_path = work / "emulator.out", work / "emulator.err"
-    command = [sys.executable, "-m", "motion_meta_cli", "emulator", "--port", "0"]
-    command += ["--app-limit", str(limit), "--window-s", str(window_s)]
-    with out_path.open("wb") as out, err_path.open("wb") as err:
-        proc = subprocess.Popen(command, stdout=out, stderr=err, env=_clean_env())
-    deadline = time.monotonic() + 30
-    try:
-        while time.monotonic() < deadline:
-            match = URL_PATTERN.search(out_path.read_text(errors="replace"))
-            if match:
-                time.sleep(0.5)
-                return proc, match.group(0)
-            if proc.poll() is not None:
-                raise RuntimeError(f"emulator exited {proc.returncode}:\n{_tail(err_path.read_text())}")
-            time.sleep(0.02)
-        raise RuntimeError("emulator printed no URL within 30 s")
-    except BaseException:
-        _kill(proc)
-        raise
-
-
-def _emulator_stats(url: str) -> dict[str, Any]:
-    with urllib.request.urlopen(f"{url}/__stats", timeout=10) as response:
-        return dict(json.load(response))
 
 
 def _run_clients(
@@ -165,7 +116,7 @@ def _run_clients(
             time.sleep(0.01)
     finally:
         for proc in procs:
-            _kill(proc)
+            kill(proc)
     runs = [
         ClientRun(
             name=f"process {n + 1}",
@@ -186,7 +137,7 @@ def _split(total: int, parts: int) -> list[int]:
 def _stress_scenario(key: str, args: argparse.Namespace, url: str, work: Path, redis_url: str | None) -> ScenarioResult:
     """Scenarios a, b and c: `motion-meta stress` processes, JSON summaries aggregated."""
     processes = 4 if key == "c" else 1
-    env = _clean_env(
+    env = clean_env(
         MOTION_META_HOME=str(work / "home"),
         META_RATE_WINDOW_S=str(args.window),
         META_GRAPH_URL=url,
@@ -209,7 +160,7 @@ def _stress_scenario(key: str, args: argparse.Namespace, url: str, work: Path, r
         duration_s=max(run.ended_at for run in runs) - start,
         succeeded=0,
         failed=0,
-        emulator=_emulator_stats(url),
+        emulator=emulator_stats(url),
         own_duration_s=0.0,
         own_throttled=0,
     )
@@ -229,9 +180,9 @@ def _stress_scenario(key: str, args: argparse.Namespace, url: str, work: Path, r
             if summary["failures"]:
                 result.notes.append(f"{run.name}: failures {summary['failures']}")
         if run.returncode is None:
-            result.notes.append(f"{run.name}: killed after {CLIENT_TIMEOUT_S:.0f} s\n{_tail(run.stderr)}")
+            result.notes.append(f"{run.name}: killed after {CLIENT_TIMEOUT_S:.0f} s\n{tail(run.stderr)}")
         elif run.returncode != 0:
-            result.notes.append(f"{run.name}: exit {run.returncode}, stderr ends:\n{_tail(run.stderr)}")
+            result.notes.append(f"{run.name}: exit {run.returncode}, stderr ends:\n{tail(run.stderr)}")
     return result
 
 
@@ -265,7 +216,7 @@ def _naive_scenario(args: argparse.Namespace, url: str, work: Path) -> ScenarioR
     """Scenario d: the naive client in a child process, stopped after --naive-timeout seconds."""
     command = [sys.executable, str(Path(__file__).resolve()), "--naive-worker", url]
     command += ["--requests", str(args.requests), "--concurrency", str(args.concurrency)]
-    start, (run,) = _run_clients([command], _clean_env(), work, args.naive_timeout)
+    start, (run,) = _run_clients([command], clean_env(), work, args.naive_timeout)
     statuses = [line.strip() for line in run.stdout.splitlines() if line.strip()]
     succeeded = statuses.count("200")
     result = ScenarioResult(
@@ -275,13 +226,13 @@ def _naive_scenario(args: argparse.Namespace, url: str, work: Path) -> ScenarioR
         duration_s=run.ended_at - start,
         succeeded=succeeded,
         failed=args.requests - succeeded,
-        emulator=_emulator_stats(url),
+        emulator=emulator_stats(url),
     )
     if run.returncode is None:
         unfinished = args.requests - len(statuses)
         result.notes.append(f"stopped after {args.naive_timeout:.0f} s; {unfinished} requests unfinished (failed)")
     elif run.returncode != 0:
-        result.notes.append(f"exit {run.returncode}, stderr ends:\n{_tail(run.stderr)}")
+        result.notes.append(f"exit {run.returncode}, stderr ends:\n{tail(run.stderr)}")
     other = sorted({s for s in statuses if s != "200"})
     if other:
         result.notes.append("final statuses other than 200: " + ", ".join(f"{s} ×{statuses.count(s)}" for s in other))
@@ -303,14 +254,14 @@ def _run_scenario(key: str, args: argparse.Namespace) -> ScenarioResult:
             )
             wait_for_port(port)
             redis_url = f"redis://127.0.0.1:{port}/0"
-        emulator, url = _start_emulator(work, args.limit, args.window)
+        emulator, url = start_emulator(work, "emulator", "--app-limit", str(args.limit), "--window-s", str(args.window))
         if key == "d":
             return _naive_scenario(args, url, work)
         return _stress_scenario(key, args, url, work, redis_url)
     finally:
         for proc in (emulator, redis_proc):
             if proc is not None:
-                _kill(proc)
+                kill(proc)
         shutil.rmtree(work, ignore_errors=True)
 
 
