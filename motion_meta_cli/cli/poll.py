@@ -34,7 +34,7 @@ def poll(
     with reported_errors():
         from motion_meta_cli.app import AppHandler
         from motion_meta_cli.cli.errors import configure_logging
-        from motion_meta_cli.cli.render import poll_view, print_json, render_cycle_line
+        from motion_meta_cli.cli.render import live_view, poll_panel, print_json, render_cycle_line
         from motion_meta_cli.config import load_settings
         from motion_meta_cli.errors import ExitCode
         from motion_meta_cli.poller import Poller, stoppable_sleep
@@ -54,12 +54,12 @@ def poll(
                 raise typer.Exit(ExitCode.ALREADY_RUNNING)
             failed = 0
             try:
-                with poll_view(poller, app, enabled=not as_json) as live:
+                with live_view(lambda: poll_panel(poller, app), enabled=not as_json) as live:
                     for report in poller.run(stop=stop, cycles=1 if once else cycles):
                         failed += len(report.failed)
                         if as_json:
                             print_json(report.to_dict())
-                        elif live is None:
+                        elif not live:
                             render_cycle_line(report)
                         sys.stdout.flush()
             finally:

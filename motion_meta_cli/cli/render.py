@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -92,12 +92,41 @@ def render_credentials(statuses: list[CredentialStatus], *, as_json: bool) -> No
     stdout.print(table)
 
 
-def _stress_panel(progress: StressProgress, app: AppHandler) -> Table:
-    stats = app.moderator.stats
+def _cooldowns(app: AppHandler) -> str:
     try:
-        cooldowns = app.moderator.state.active_cooldowns()
+        active = app.moderator.state.active_cooldowns()
     except Exception:  # a display must never stop the run
-        cooldowns = {}
+        return "unknown"
+    return ", ".join(f"{scope} {left:.1f} s" for scope, left in sorted(active.items())) or "none"
+
+
+@contextmanager
+def live_view(build: Callable[[], Table], *, enabled: bool) -> Iterator[bool]:
+    """Redraw `build()` four times a second while the block runs, on a terminal only; yields whether it does."""
+    if not enabled or not stdout.is_terminal:
+        yield False
+        return
+    from rich.live import Live
+
+    stop = threading.Event()
+    with Live(build(), console=stdout, refresh_per_second=4) as live:
+
+        def refresh() -> None:
+            while not stop.wait(0.25):
+                live.update(build())
+
+        worker = threading.Thread(target=refresh, daemon=True)
+        worker.start()
+        try:
+            yield True
+        finally:
+            stop.set()
+            worker.join()
+            live.update(build())
+
+
+def stress_panel(progress: StressProgress, app: AppHandler) -> Table:
+    stats = app.moderator.stats
     table = Table(title="motion-meta stress", show_header=False, title_justify="left")
     table.add_column("what", style="bold")
     table.add_column("value", justify="right")
@@ -107,34 +136,8 @@ def _stress_panel(progress: StressProgress, app: AppHandler) -> Table:
     table.add_row("succeeded", f"[green]{progress.succeeded}[/]")
     table.add_row("failed", f"[red]{progress.failed}[/]" if progress.failed else "0")
     table.add_row("throttled answers", f"[yellow]{stats.throttles}[/]")
-    active = ", ".join(f"{scope} {left:.1f} s" for scope, left in sorted(cooldowns.items())) or "none"
-    table.add_row("active cooldowns", active)
+    table.add_row("active cooldowns", _cooldowns(app))
     return table
-
-
-@contextmanager
-def stress_live_view(progress: StressProgress, app: AppHandler, *, enabled: bool) -> Iterator[None]:
-    """A Rich live view refreshed four times a second while the block runs (only on a terminal)."""
-    if not enabled or not stdout.is_terminal:
-        yield
-        return
-    from rich.live import Live
-
-    stop = threading.Event()
-    with Live(_stress_panel(progress, app), console=stdout, refresh_per_second=4, transient=False) as live:
-
-        def refresh() -> None:
-            while not stop.wait(0.25):
-                live.update(_stress_panel(progress, app))
-
-        worker = threading.Thread(target=refresh, daemon=True)
-        worker.start()
-        try:
-            yield
-        finally:
-            stop.set()
-            worker.join()
-            live.update(_stress_panel(progress, app))
 
 
 def render_stress(report: StressReport) -> None:
@@ -161,12 +164,8 @@ def render_cycle_line(report: CycleReport) -> None:
     )
 
 
-def _poll_panel(poller: Poller, app: AppHandler) -> Table:
+def poll_panel(poller: Poller, app: AppHandler) -> Table:
     report = poller.current
-    try:
-        cooldowns = app.moderator.state.active_cooldowns()
-    except Exception:  # a display must never stop the run
-        cooldowns = {}
     table = Table(title=f"motion-meta poll every {poller.interval_s:g} s", show_header=False, title_justify="left")
     table.add_column("what", style="bold")
     table.add_column("value")
@@ -177,29 +176,5 @@ def _poll_panel(poller: Poller, app: AppHandler) -> Table:
         )
         table.add_row("taken by other instances", str(report.taken_elsewhere))
         table.add_row("last error", report.last_error or "-")
-    table.add_row("active cooldowns", ", ".join(f"{s} {left:.1f} s" for s, left in sorted(cooldowns.items())) or "none")
+    table.add_row("active cooldowns", _cooldowns(app))
     return table
-
-
-@contextmanager
-def poll_view(poller: Poller, app: AppHandler, *, enabled: bool) -> Iterator[object | None]:
-    """A Rich live view of the current cycle on a terminal; yields None when there is none."""
-    if not enabled or not stdout.is_terminal:
-        yield None
-        return
-    from rich.live import Live
-
-    stop = threading.Event()
-    with Live(_poll_panel(poller, app), console=stdout, refresh_per_second=4) as live:
-
-        def refresh() -> None:
-            while not stop.wait(0.25):
-                live.update(_poll_panel(poller, app))
-
-        worker = threading.Thread(target=refresh, daemon=True)
-        worker.start()
-        try:
-            yield live
-        finally:
-            stop.set()
-            worker.join()

@@ -26,7 +26,7 @@ def stress(
     with reported_errors():
         from motion_meta_cli.app import AppHandler
         from motion_meta_cli.cli.errors import configure_logging
-        from motion_meta_cli.cli.render import print_json, render_stress, stress_live_view
+        from motion_meta_cli.cli.render import live_view, print_json, render_stress, stress_panel
         from motion_meta_cli.config import load_settings
         from motion_meta_cli.stress import StressProgress, run_stress, stress_settings
 
@@ -34,7 +34,10 @@ def stress(
         settings = stress_settings(load_settings(), concurrency=concurrency, pacing=pacing)
         configure_logging(settings.motion_meta_log_level)
         progress = StressProgress(total, concurrency)
-        with AppHandler.from_settings(settings) as app, stress_live_view(progress, app, enabled=not as_json):
+        with (
+            AppHandler.from_settings(settings) as app,
+            live_view(lambda: stress_panel(progress, app), enabled=not as_json),
+        ):
             report = run_stress(app, customer=customer, requests=total, concurrency=concurrency, progress=progress)
         if as_json:
             print_json(report.to_dict())
