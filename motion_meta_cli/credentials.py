@@ -196,9 +196,13 @@ class CredentialsManager:
             current = self._held_copy(customer)
             if current is not None and current is not before:
                 return current.token  # another thread of this process refreshed while we waited
-            lease = self._cache.lock(f"credentials:refresh:{customer}", ttl_s=REFRESH_LOCK_TTL_S)
+            lease = (
+                self._cache.lock(f"credentials:refresh:{customer}", ttl_s=REFRESH_LOCK_TTL_S)
+                if self._shared_refresh
+                else None
+            )
             # Waiting is bounded by the lease: a holder that died frees it, and we read anyway after that.
-            leased = self._shared_refresh and lease.acquire(timeout_s=REFRESH_LOCK_TTL_S)
+            leased = lease is not None and lease.acquire(timeout_s=REFRESH_LOCK_TTL_S)
             try:
                 # Re-read the marker only where another instance may have refreshed it while we waited.
                 marker = self._marker(customer) if leased or seen is None else seen
@@ -210,7 +214,7 @@ class CredentialsManager:
                 with self._lock:
                     self._held[customer] = _Held(record.token, record.version, self._clock())
             finally:
-                if leased:
+                if leased and lease is not None:
                     lease.release()
         log.debug("loaded credentials for %s (version %s)", customer, record.version)
         return record.token

@@ -22,15 +22,11 @@ def fetch(
     """Fetch a customer's Meta /me profile once and store it."""
     with reported_errors():
         from motion_meta_cli.agent import parse_fields
-        from motion_meta_cli.app import AppHandler
-        from motion_meta_cli.cli.errors import configure_logging
+        from motion_meta_cli.cli.context import open_app
         from motion_meta_cli.cli.render import render_user
-        from motion_meta_cli.config import load_settings
 
         wanted = parse_fields(fields) if fields is not None else None
-        settings = load_settings()
-        configure_logging(settings.motion_meta_log_level)
-        with AppHandler.from_settings(settings) as app:
+        with open_app() as app:
             result = app.fetch(customer, wanted)
         if result.error is not None:
             raise result.error
