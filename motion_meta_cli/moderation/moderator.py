@@ -24,7 +24,7 @@ from motion_meta_cli.errors import ThrottledError
 from motion_meta_cli.meta import Classification, Usage
 from motion_meta_cli.moderation.capacity import PRECISE_FROM_PCT, estimate_capacity
 from motion_meta_cli.moderation.state import UNMETERED, AdmitRule, ModerationState
-from motion_meta_cli.policy import RetryPolicy
+from motion_meta_cli.policy import PauseScope, RetryPolicy
 
 log = logging.getLogger(__name__)
 
@@ -193,8 +193,10 @@ class Moderator:
     ) -> float:
         """Record a throttle of `scope`: a strike, an extended cooldown; returns the pause chosen."""
         strikes, new = self.state.strike(scope, ticket.sent_ms)
-        duration_s = policy.throttle_pause_s(strikes, classification.eta_s)
-        with_eta = classification.eta_s is not None and classification.eta_s > 0
+        decision = policy.decide(classification, failures=0, throttles=strikes, scope=scope)
+        if not isinstance(decision, PauseScope):
+            raise ValueError(f"not a throttle: {classification.kind}")
+        duration_s, with_eta = decision.duration_s, decision.from_eta
         extended = self.state.pause(
             scope,
             int(duration_s * 1000),
