@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import secrets
-import socket
 from pathlib import Path
 
 import pytest
@@ -14,17 +13,12 @@ from motion_meta_cli.app import AppHandler
 from motion_meta_cli.config import Settings
 from motion_meta_cli.emulator import EmulatorConfig, GraphEmulator, default_directory
 from motion_meta_cli.errors import MotionMetaError
+from tests.integration.conftest import free_port
 from tests.integration.helpers import json_reply, run_cli, stand_in_server
 
 pytestmark = pytest.mark.integration
 
 CANARY = "EAAcanary" + secrets.token_hex(16)
-
-
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _assert_only_in_secrets_file(home: Path) -> None:
@@ -65,7 +59,7 @@ def test_the_token_never_reaches_output_logs_storage_or_urls(tmp_path: Path) -> 
         run = run_cli("fetch", cwd=tmp_path, env={**debug, **fresh, "META_GRAPH_URL": url})
         assert run.code == 7
         outputs += [run.stdout, run.stderr]
-    run = run_cli("fetch", cwd=tmp_path, env={**debug, **fresh, "META_GRAPH_URL": f"http://127.0.0.1:{_closed_port()}"})
+    run = run_cli("fetch", cwd=tmp_path, env={**debug, **fresh, "META_GRAPH_URL": f"http://127.0.0.1:{free_port()}"})
     assert run.code == 6
     outputs += [run.stdout, run.stderr]
 

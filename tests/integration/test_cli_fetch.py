@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -11,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from motion_meta_cli.emulator import DEMO_TOKEN, EXPIRED_DEMO_TOKEN, EmulatorConfig, GraphEmulator
+from tests.integration.conftest import free_port
 from tests.integration.helpers import json_reply, run_cli, stand_in_server
 
 pytestmark = pytest.mark.integration
@@ -70,12 +70,6 @@ def test_unknown_option_is_a_usage_error(tmp_path: Path) -> None:
     assert run.code == 2
 
 
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.mark.parametrize(
     ("args", "env", "code", "message"),
     [
@@ -90,7 +84,7 @@ def _closed_port() -> int:
 def test_bad_input_gets_one_line_and_its_exit_code(
     tmp_path: Path, args: tuple[str, ...], env: dict[str, str], code: int, message: str
 ) -> None:
-    run = run_cli(*args, cwd=tmp_path, env={"META_GRAPH_URL": f"http://127.0.0.1:{_closed_port()}", **env})
+    run = run_cli(*args, cwd=tmp_path, env={"META_GRAPH_URL": f"http://127.0.0.1:{free_port()}", **env})
     assert run.code == code, run.stderr
     assert run.stderr.startswith("error: ")
     assert message in run.stderr
@@ -99,7 +93,7 @@ def test_bad_input_gets_one_line_and_its_exit_code(
 
 
 def test_unreachable_host_is_a_network_error(tmp_path: Path) -> None:
-    url = f"http://127.0.0.1:{_closed_port()}"
+    url = f"http://127.0.0.1:{free_port()}"
     run = run_cli("fetch", cwd=tmp_path, env={"META_GRAPH_URL": url, "META_ACCESS_TOKEN": "EAAx", **NO_RETRY})
     assert run.code == 6
     assert f"{url} refused the connection" in run.stderr
