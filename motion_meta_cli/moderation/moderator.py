@@ -23,7 +23,7 @@ from motion_meta_cli.config import ThrottleHandling
 from motion_meta_cli.errors import ThrottledError
 from motion_meta_cli.meta import Classification, Usage
 from motion_meta_cli.moderation.capacity import PRECISE_FROM_PCT, estimate_capacity
-from motion_meta_cli.moderation.state import UNMETERED, AdmitRule, ModerationState
+from motion_meta_cli.moderation.state import UNMETERED, AdmitRule, Hold, ModerationState
 from motion_meta_cli.policy import PauseScope, RetryPolicy
 
 log = logging.getLogger(__name__)
@@ -77,6 +77,16 @@ def admit_rule(handling: ThrottleHandling) -> AdmitRule:
     )
 
 
+def _blocked(hold: Hold, rule: AdmitRule, probes: dict[str, str]) -> bool:
+    """Whether `hold` keeps a request carrying `probes` from the send log: a pause, a recovering scope it
+    does not probe, or (pacing) an unlearned budget it does not probe."""
+    return (
+        hold.wait_ms > 0
+        or any(s not in probes for s in hold.recovering)
+        or (rule.pacing and not hold.budget_known and BUDGET_PROBE not in probes)
+    )
+
+
 class Moderator:
     """Shared self-moderation: cooldowns, probes after a block, and a learned budget per scope."""
 
@@ -105,32 +115,36 @@ class Moderator:
         start = self._clock()
         probes: dict[str, str] = {}
         self.stats.add(waiting=1)
+        hold: Hold | None = None  # None: straight to the gate; else what blocked us, checked outside it
         try:
             while True:
-                hold = self.state.hold(scopes)
+                if hold is None or not _blocked(hold, rule, probes):
+                    admitted = self._admit(scopes, rule, probes, start, budget_s)
+                    if isinstance(admitted, Ticket):
+                        self.stats.add(sent=1)
+                        if probes:
+                            self.stats.add(probes=1)
+                            log.info("probing %s after a pause", ", ".join(probes))
+                        return admitted
+                    hold = admitted
                 if hold.wait_ms > 0:
                     self._wait(hold.wait_ms / 1000, hold.scope or APP_SCOPE, start, budget_s)
-                    continue
-                wanted = list(hold.recovering)
-                if handling.pacing and not hold.budget_known:
-                    wanted.append(BUDGET_PROBE)  # the first request learns the budget; the rest wait for it
-                for scope in [s for s in wanted if s not in probes]:
-                    holder = self.state.try_probe(scope, probe_ttl_ms)
-                    if holder is None:
-                        break
-                    probes[scope] = holder
-                if any(s not in probes for s in wanted):
+                else:
+                    wanted = list(hold.recovering)
+                    if rule.pacing and not hold.budget_known:
+                        wanted.append(BUDGET_PROBE)  # the first request learns the budget; the rest wait for it
+                    for scope in [s for s in wanted if s not in probes]:
+                        holder = self.state.try_probe(scope, probe_ttl_ms)
+                        if holder is None:
+                            break
+                        probes[scope] = holder
+                    if all(s in probes for s in wanted):
+                        hold = None
+                        continue
                     # Someone else probes; sleep until their request could leave, at least a poll.
                     wait_ms, _ = self.state.admit(APP_SCOPE, rule, record=False)
                     self._wait(max(wait_ms / 1000, poll_s), wanted[0], start, budget_s)
-                    continue
-                ticket = self._admit(scopes, rule, probes, start, budget_s)
-                if ticket is not None:
-                    self.stats.add(sent=1)
-                    if probes:
-                        self.stats.add(probes=1)
-                        log.info("probing %s after a pause", ", ".join(probes))
-                    return ticket
+                hold = self.state.hold(scopes)  # waiters re-check outside the gate, so they never crowd it
         except BaseException:
             self._end_probes(probes)
             raise
@@ -139,15 +153,17 @@ class Moderator:
 
     def _admit(
         self, scopes: Sequence[str], rule: AdmitRule, probes: dict[str, str], start: float, budget_s: float
-    ) -> Ticket | None:
+    ) -> Ticket | Hold:
         # One thread per process polls the shared send log at a time; the others queue here instead of
         # all waking at the instant a slot frees. (A lock-free fast path was tried: under a binding
-        # budget it let a herd through and cost pacing a whole window.) None: a pause began, start over.
+        # budget it let a herd through and cost pacing a whole window.) A Hold comes back when a pause,
+        # a recovery without our probe, or an unlearned budget stands in the way: the caller deals with
+        # it outside the gate.
         with self._gate:
             while True:
                 hold = self.state.hold(scopes)
-                if hold.wait_ms > 0 or any(s not in probes for s in hold.recovering):
-                    return None
+                if _blocked(hold, rule, probes):
+                    return hold
                 wait_ms, now_ms = self.state.admit(APP_SCOPE, rule)
                 if wait_ms == 0:
                     return Ticket(now_ms, tuple(scopes), probes, self._clock() - start)
