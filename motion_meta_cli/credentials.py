@@ -10,11 +10,12 @@ and instances take turns under a short lock in the cache instead of stampeding t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -24,6 +25,7 @@ from motion_meta_cli.errors import (
     BackendUnavailableError,
     CredentialsRejectedError,
     MissingCredentialsError,
+    MotionMetaError,
     UsageError,
 )
 from motion_meta_cli.storage.base import Cache, SecretsStore
@@ -150,6 +152,34 @@ class CredentialsManager:
         held = self._valid_held(customer, marker)
         return held.token if held is not None else self.reload(customer, only_if_stale=True, seen=marker)
 
+    def prepare(self, customers: Sequence[str]) -> None:
+        """Get ready to hand out the tokens of `customers` (a poll batch) in bulk: one cache round trip reads
+        their markers, the secrets store is read for each token not held at its marked version, and the
+        markers missing or behind are written in one more round trip. `token` then still checks each marker
+        before each request, but finds the copy in memory current. Problems are left for `token` to report,
+        customer by customer.
+        """
+        try:
+            markers = self._cache.get_many([marker_key(customer) for customer in customers])
+        except BackendUnavailableError:
+            return
+        written: dict[str, str] = {}
+        for customer, raw in zip(customers, markers, strict=True):
+            marker = Marker.parse(raw)
+            if self._valid_held(customer, marker) is not None:
+                continue
+            try:
+                held = self._read(customer)
+            except BackendUnavailableError:
+                break  # the secrets store is down: no point trying the rest of the batch
+            except MotionMetaError:
+                continue  # e.g. no secret stored: `token` raises that customer's own error
+            if marker is None or marker.version != held.version:
+                written[marker_key(customer)] = Marker(held.version, self._wall_clock()).dump()
+        if written:
+            with contextlib.suppress(BackendUnavailableError):
+                self._cache.set_many(written)
+
     def mark_rejected(self, customer: str) -> bool:
         """Remember that Meta rejected the token version held now; True if it was not marked already."""
         held = self._held_copy(customer)
@@ -166,14 +196,23 @@ class CredentialsManager:
 
     def is_rejected(self, customer: str) -> bool:
         """True while the token version Meta rejected is still the current one (its marker unchanged)."""
+        return customer in self.rejected_among([customer])
+
+    def rejected_among(self, customers: Sequence[str]) -> set[str]:
+        """Those of `customers` that `is_rejected`, in one or two cache round trips (none when the cache is down)."""
         try:
-            rejected = self._cache.get(REJECTED_PREFIX + customer)
-            if rejected is None:
-                return False
-            marker = self._marker(customer)
+            rejected = self._cache.get_many([REJECTED_PREFIX + customer for customer in customers])
+            marked = {customer: version for customer, version in zip(customers, rejected, strict=True) if version}
+            if not marked:
+                return set()
+            markers = self._cache.get_many([marker_key(customer) for customer in marked])
         except BackendUnavailableError:
-            return False
-        return marker is not None and marker.version == rejected
+            return set()
+        return {
+            customer
+            for (customer, version), raw in zip(marked.items(), markers, strict=True)
+            if (marker := Marker.parse(raw)) is not None and marker.version == version
+        }
 
     def _read(self, customer: str) -> _Held:
         record = self._secrets.get_secret(customer)

@@ -13,12 +13,14 @@ past its slot is reported as overrun and the next starts at once for the current
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import random
 import secrets
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -28,10 +30,15 @@ from typing import Any
 from motion_meta_cli.app import AppHandler
 from motion_meta_cli.errors import BackendUnavailableError, StoppedError
 from motion_meta_cli.models import iso_utc
+from motion_meta_cli.service import BatchedResults
 
 log = logging.getLogger(__name__)
 
 LEASE_PREFIX = "poll:lease:"
+CLAIM_BATCH = 16
+"""Customers claimed per cache round trip (leases, rejected marks, credential markers), and results stored
+per transaction. An instance killed mid-cycle leaves at most this many claimed customers unfetched, and
+this many fetched results unstored, for the next slot to fetch again."""
 
 
 @dataclass
@@ -123,17 +130,22 @@ class Poller:
         self.current = report
         names = self._names()
         random.shuffle(names)  # instances start on different customers, so leases rarely collide
+        work = _Claims(iter(names), lambda chunk: self._claim(chunk, slot, report))
+        results = BatchedResults(self._app.store, CLAIM_BATCH)
 
-        def one(customer: str) -> None:
-            if stop.is_set():
-                with report._lock:
-                    report.not_started += 1
-                return
-            self._poll_customer(customer, slot, report)
+        def worker() -> None:
+            while not stop.is_set() and (customer := work.next()) is not None:
+                self._fetch(customer, report, results)
 
         workers = max(1, min(self._concurrency, len(names)))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="poll") as pool:
-            list(pool.map(one, names))
+        try:
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="poll") as pool:
+                for future in [pool.submit(worker) for _ in range(workers)]:
+                    future.result()
+        finally:
+            results.flush()  # what was fetched is stored, however the cycle ends
+            self._app.agent.release_reserved(unused=True)
+        report.not_started += work.abandon()  # stopped: claimed or not, these were never sent
         report.duration_s = self._wall() - report.started_at
         return report
 
@@ -143,17 +155,25 @@ class Poller:
             return [c.name for c in store.list_customers()]
         return [store.get_customer(name).name for name in self._customers]
 
-    def _poll_customer(self, customer: str, slot: int, report: CycleReport) -> None:
-        credentials = self._app.credentials
-        if credentials.is_rejected(customer):
-            with report._lock:
-                report.skipped_rejected.append(customer)
-            return
-        if not self._lease(customer, slot):
-            with report._lock:
-                report.taken_elsewhere += 1
-            return
-        result = self._app.service.fetch_one(customer)
+    def _claim(self, chunk: Sequence[str], slot: int, report: CycleReport) -> list[str]:
+        """The customers of `chunk` this instance fetches in `slot`: not rejected, and their lease won.
+
+        Their credentials are made ready and their per-customer slots reserved in bulk; the slots of the
+        fetches finished since the last claim go back first.
+        """
+        self._app.agent.release_reserved()
+        rejected = self._app.credentials.rejected_among(chunk)
+        wanted = [customer for customer in chunk if customer not in rejected]
+        won = [customer for customer, ok in zip(wanted, self._leases(wanted, slot), strict=True) if ok]
+        self._app.credentials.prepare(won)
+        self._app.agent.reserve(won)
+        with report._lock:
+            report.skipped_rejected.extend(customer for customer in chunk if customer in rejected)
+            report.taken_elsewhere += len(wanted) - len(won)
+        return won
+
+    def _fetch(self, customer: str, report: CycleReport, results: BatchedResults) -> None:
+        result = self._app.service.fetch_one(customer, save=results.add)
         with report._lock:
             if result.error is None:
                 report.fetched.append(customer)
@@ -163,12 +183,42 @@ class Poller:
                 report.failed[customer] = result.error.kind
                 report.last_error = f"{customer}: {result.error.message}"
 
-    def _lease(self, customer: str, slot: int) -> bool:
+    def _leases(self, customers: Sequence[str], slot: int) -> list[bool]:
+        keys = [f"{LEASE_PREFIX}{slot}:{customer}" for customer in customers]
         try:
-            return self._app.cache.add(f"{LEASE_PREFIX}{slot}:{customer}", self.instance, 2 * self.interval_s)
+            return self._app.cache.add_many(keys, self.instance, 2 * self.interval_s) if keys else []
         except BackendUnavailableError as exc:
             # Without the cache nobody can coordinate: fetching twice beats not fetching at all.
             if not self._lease_warned:
                 self._lease_warned = True
                 log.warning("%s; fetching without per-cycle leases until it answers", exc)
-            return True
+            return [True] * len(keys)
+
+
+class _Claims:
+    """A cycle's work, shared by its workers: customers are claimed CLAIM_BATCH at a time (one cache round
+    trip for their leases, one for their rejected marks) and handed out one by one to whichever worker is
+    free, so a batch never ties a worker down while others idle."""
+
+    def __init__(self, names: Iterator[str], claim: Callable[[Sequence[str]], list[str]]) -> None:
+        self._names = names
+        self._claim = claim
+        self._ready: deque[str] = deque()
+        self._lock = threading.Lock()
+
+    def next(self) -> str | None:
+        """The next customer to fetch, or None when the cycle's work is all handed out."""
+        with self._lock:
+            while not self._ready:
+                chunk = list(itertools.islice(self._names, CLAIM_BATCH))
+                if not chunk:
+                    return None
+                self._ready.extend(self._claim(chunk))
+            return self._ready.popleft()
+
+    def abandon(self) -> int:
+        """Drop what is left (claimed or not); returns how many customers that was."""
+        with self._lock:
+            left = len(self._ready) + sum(1 for _ in self._names)
+            self._ready.clear()
+            return left

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
@@ -40,8 +41,17 @@ class MetaUserService:
         self._max_workers = max_workers
         self._now = now
 
-    def fetch_one(self, customer: str, fields: Sequence[str] | None = None) -> FetchResult:
-        """Fetch and store one customer; failures come back in the result (and are stored in history)."""
+    def fetch_one(
+        self,
+        customer: str,
+        fields: Sequence[str] | None = None,
+        *,
+        save: Callable[[FetchResult], None] | None = None,
+    ) -> FetchResult:
+        """Fetch and store one customer; failures come back in the result (and are stored in history).
+
+        `save` replaces the store's `save_result`, e.g. with a `BatchedResults.add`.
+        """
         try:
             user = self._agent.fetch_me(customer, fields or self._fields)
             result = FetchResult(customer=customer, fetched_at=self._now(), user=user)
@@ -57,7 +67,7 @@ class MetaUserService:
             failure = MotionMetaError(f"internal error while fetching {customer!r}: {type(exc).__name__}")
             result = FetchResult(customer=customer, fetched_at=self._now(), error=failure)
         if not isinstance(result.error, StoppedError):  # never sent: nothing happened worth recording
-            self._store.save_result(result)
+            (save or self._store.save_result)(result)
         return result
 
     def run_once(self, customers: Sequence[str]) -> list[FetchResult]:
@@ -66,3 +76,41 @@ class MetaUserService:
             return [self.fetch_one(c) for c in customers]
         with ThreadPoolExecutor(max_workers=min(self._max_workers, len(customers))) as pool:
             return list(pool.map(self.fetch_one, customers))
+
+
+class BatchedResults:
+    """Fetch results stored `size` at a time (one `save_results` call, one SQLite transaction), the rest on flush.
+
+    results = BatchedResults(store, size=16)
+    service.fetch_one("acme", save=results.add)
+    results.flush()                 # always, when the run ends: until then up to size - 1 results wait here
+
+    A batch the store refused goes back to the front of the queue, so a later flush retries it.
+    """
+
+    def __init__(self, store: CustomerStore, size: int) -> None:
+        self._store = store
+        self._size = max(1, size)
+        self._pending: list[FetchResult] = []
+        self._lock = threading.Lock()
+
+    def add(self, result: FetchResult) -> None:
+        """Queue `result`; store the queue when it holds `size` results."""
+        with self._lock:
+            self._pending.append(result)
+            if len(self._pending) < self._size:
+                return
+        self.flush()
+
+    def flush(self) -> None:
+        """Store everything queued."""
+        with self._lock:
+            batch, self._pending = self._pending, []
+        if not batch:
+            return
+        try:
+            self._store.save_results(batch)
+        except BaseException:
+            with self._lock:
+                self._pending[:0] = batch
+            raise

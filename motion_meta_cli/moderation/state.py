@@ -100,12 +100,13 @@ class ModerationState(Protocol):
         """Give the probe up (its answer has been recorded)."""
         ...
 
-    def acquire_slot(self, name: str, limit: int, lease_ms: int) -> str | None:
-        """Take one of `limit` leases on `name`; returns a holder id, or None when all are taken."""
+    def acquire_slots(self, names: Sequence[str], limit: int, lease_ms: int) -> list[str | None]:
+        """Take one of `limit` leases on each of `names` (each on its own, atomically, in one round trip);
+        a holder id for each lease taken, None where all were taken."""
         ...
 
-    def release_slot(self, name: str, holder: str) -> None:
-        """Return a lease early."""
+    def release_slots(self, slots: Sequence[tuple[str, str]]) -> None:
+        """Return leases early: (name, holder) pairs."""
         ...
 
     def active_cooldowns(self) -> dict[str, float]:
@@ -282,23 +283,25 @@ class LocalState:
             if state.probe is not None and state.probe[0] == holder:
                 state.probe = None
 
-    def acquire_slot(self, name: str, limit: int, lease_ms: int) -> str | None:
-        """One of `limit` leases on `name`."""
+    def acquire_slots(self, names: Sequence[str], limit: int, lease_ms: int) -> list[str | None]:
+        """One of `limit` leases on each of `names`."""
         now = self.now_ms()
+        taken: list[str | None] = []
         with self._lock:
-            holders = {h: until for h, until in self._slots.get(name, {}).items() if until > now}
-            if len(holders) >= limit:
+            for name in names:
+                holders = {h: until for h, until in self._slots.get(name, {}).items() if until > now}
+                holder = new_holder() if len(holders) < limit else None
+                if holder is not None:
+                    holders[holder] = now + lease_ms
                 self._slots[name] = holders
-                return None
-            holder = new_holder()
-            holders[holder] = now + lease_ms
-            self._slots[name] = holders
-            return holder
+                taken.append(holder)
+        return taken
 
-    def release_slot(self, name: str, holder: str) -> None:
-        """Return a lease."""
+    def release_slots(self, slots: Sequence[tuple[str, str]]) -> None:
+        """Return leases."""
         with self._lock:
-            self._slots.get(name, {}).pop(holder, None)
+            for name, holder in slots:
+                self._slots.get(name, {}).pop(holder, None)
 
     def active_cooldowns(self) -> dict[str, float]:
         """Scopes in a cooldown and their remaining seconds."""

@@ -6,7 +6,7 @@ backends (Redis, DynamoDB, AWS Secrets Manager) implement the same protocols.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
@@ -54,6 +54,18 @@ class Cache(Protocol):
         """Store `value` only if the key is absent (or expired), atomically; True when this call stored it."""
         ...
 
+    def add_many(self, keys: Sequence[str], value: str, ttl_s: float) -> list[bool]:
+        """`add` for each key in one round trip (each key on its own, atomically); True where this call stored it."""
+        ...
+
+    def get_many(self, keys: Sequence[str]) -> list[str | None]:
+        """`get` for each key in one round trip, in the order given."""
+        ...
+
+    def set_many(self, items: Mapping[str, str]) -> None:
+        """`set` (without expiry) for each key in one round trip."""
+        ...
+
     def lock(self, name: str, ttl_s: float) -> CacheLock:
         """A lock on `name` held for at most `ttl_s` seconds."""
         ...
@@ -97,6 +109,10 @@ class CustomerStore(Protocol):
 
     def save_result(self, result: FetchResult) -> None:
         """Append to history; on success also replace the snapshot unless a newer one is stored."""
+        ...
+
+    def save_results(self, results: Sequence[FetchResult]) -> None:
+        """`save_result` for each, in order, as cheaply as the backend allows (SQLite: one transaction)."""
         ...
 
     def latest(self, customer: str) -> Snapshot | None:

@@ -18,7 +18,7 @@ strongly consistent, as SQLite's are. Only imported when DynamoDB is configured.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -165,6 +165,11 @@ class DynamoCustomerStore:
             query["FilterExpression"] = "active = :true"
             query["ExpressionAttributeValues"] = {":pk": {"S": _CUSTOMERS_PK}, ":true": {"BOOL": True}}
         return [_customer(item) for item in self._query(query)]
+
+    def save_results(self, results: Sequence[FetchResult]) -> None:
+        """`save_result` for each, in order (each write is conditional, which BatchWriteItem cannot do)."""
+        for result in results:
+            self.save_result(result)
 
     def save_result(self, result: FetchResult) -> None:
         """Append to history (idempotent per customer and instant); on success update the snapshot if newer."""

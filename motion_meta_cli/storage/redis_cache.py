@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from types import TracebackType
 from typing import Any
@@ -76,6 +76,28 @@ class RedisCache:
         """SET NX with a TTL: True when this call stored it."""
         with self._errors():
             return bool(self._client.set(self.prefix + key, value, nx=True, px=max(1, int(ttl_s * 1000))))
+
+    def add_many(self, keys: Sequence[str], value: str, ttl_s: float) -> list[bool]:
+        """One pipelined SET NX per key (each atomic on its own), in one round trip."""
+        with self._errors():
+            pipe = self._client.pipeline(transaction=False)
+            for key in keys:
+                pipe.set(self.prefix + key, value, nx=True, px=max(1, int(ttl_s * 1000)))
+            return [bool(stored) for stored in pipe.execute()]
+
+    def set_many(self, items: Mapping[str, str]) -> None:
+        """MSET."""
+        if items:
+            with self._errors():
+                self._client.mset({self.prefix + key: value for key, value in items.items()})
+
+    def get_many(self, keys: Sequence[str]) -> list[str | None]:
+        """MGET."""
+        if not keys:
+            return []
+        with self._errors():
+            values: list[Any] = self._client.mget([self.prefix + key for key in keys])
+        return [None if value is None else str(value) for value in values]
 
     def lock(self, name: str, ttl_s: float) -> RedisLock:
         """A lease on `name` that Redis expires after `ttl_s` seconds even if its holder dies."""

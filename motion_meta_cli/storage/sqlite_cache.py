@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -35,6 +35,8 @@ _MIGRATIONS = [
 ]
 
 LOCK_POLL_S = 0.02
+MAX_PARAMS = 500
+"""Keys per `IN (...)` query: well under SQLite's limit on bound parameters (999 before 3.32)."""
 
 
 class SQLiteCache:
@@ -71,12 +73,19 @@ class SQLiteCache:
 
     def set(self, key: str, value: str, ttl_s: float | None = None) -> None:
         """Store `value`, expiring after `ttl_s` seconds when given."""
+        self._set({key: value}, ttl_s)
+
+    def set_many(self, items: Mapping[str, str]) -> None:
+        """`set` for each key, without expiry, in one transaction."""
+        self._set(items, None)
+
+    def _set(self, items: Mapping[str, str], ttl_s: float | None) -> None:
         expires_at = None if ttl_s is None else self._clock() + ttl_s
         with self._db.transaction() as conn:
-            conn.execute(
+            conn.executemany(
                 "INSERT INTO cache (key, value, expires_at) VALUES (?, ?, ?) "
                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at",
-                (key, value, expires_at),
+                [(key, value, expires_at) for key, value in items.items()],
             )
 
     def delete(self, key: str) -> bool:
@@ -91,13 +100,37 @@ class SQLiteCache:
 
     def add(self, key: str, value: str, ttl_s: float) -> bool:
         """Store `value` only if the key is absent or expired; True when this call stored it."""
+        return self.add_many([key], value, ttl_s)[0]
+
+    def add_many(self, keys: Sequence[str], value: str, ttl_s: float) -> list[bool]:
+        """`add` for each key, all in one transaction."""
         now = self._clock()
         with self._db.transaction() as conn:
-            conn.execute("DELETE FROM cache WHERE key = ? AND expires_at IS NOT NULL AND expires_at <= ?", (key, now))
-            cur = conn.execute(
-                "INSERT OR IGNORE INTO cache (key, value, expires_at) VALUES (?, ?, ?)", (key, value, now + ttl_s)
+            stored = []
+            for key in keys:
+                # Inserted, or replaced only when the live value has expired; else nothing changes.
+                cur = conn.execute(
+                    "INSERT INTO cache (key, value, expires_at) VALUES (?, ?, ?) ON CONFLICT (key) DO UPDATE "
+                    "SET value = excluded.value, expires_at = excluded.expires_at "
+                    "WHERE cache.expires_at IS NOT NULL AND cache.expires_at <= ?",
+                    (key, value, now + ttl_s, now),
+                )
+                stored.append(cur.rowcount == 1)
+            return stored
+
+    def get_many(self, keys: Sequence[str]) -> list[str | None]:
+        """`get` for each key, in one query per MAX_PARAMS keys."""
+        found: dict[str, str] = {}
+        conn = self._db.connection()
+        for start in range(0, len(keys), MAX_PARAMS):
+            chunk = list(keys[start : start + MAX_PARAMS])
+            rows = conn.execute(
+                f"SELECT key, value FROM cache WHERE key IN ({', '.join('?' * len(chunk))}) "
+                "AND (expires_at IS NULL OR expires_at > ?)",
+                (*chunk, self._clock()),
             )
-            return cur.rowcount == 1
+            found.update((str(row[0]), str(row[1])) for row in rows)
+        return [found.get(key) for key in keys]
 
     def lock(self, name: str, ttl_s: float) -> SQLiteLock:
         """A lease on `name` that lapses after `ttl_s` seconds."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -84,33 +85,28 @@ class SQLiteCustomerStore:
 
     def save_result(self, result: FetchResult) -> None:
         """Append to history (idempotent per customer and instant); on success update the snapshot if newer."""
-        when_us = _micros(result.fetched_at)
-        user_json = json.dumps(result.user.fields(), sort_keys=True) if result.user is not None else None
-        error = result.error
+        self.save_results([result])
+
+    def save_results(self, results: Sequence[FetchResult]) -> None:
+        """`save_result` for each, all in one transaction."""
+        rows = [_result_row(result) for result in results]
         with self._db.transaction() as conn:
-            conn.execute(
-                "INSERT OR IGNORE INTO history "
-                "(customer, fetched_at, fetched_at_us, ok, error_kind, error_message, user_json) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    result.customer,
-                    iso_utc(result.fetched_at),
-                    when_us,
-                    int(result.ok),
-                    error.kind if error else None,
-                    error.message if error else None,
-                    user_json,
-                ),
-            )
-            if user_json is not None:
-                # An older fetch finishing late must never overwrite a newer snapshot.
+            for customer, fetched_at, when_us, ok, error_kind, error_message, user_json in rows:
                 conn.execute(
-                    "INSERT INTO snapshots (customer, fetched_at, fetched_at_us, user_json) VALUES (?, ?, ?, ?) "
-                    "ON CONFLICT (customer) DO UPDATE SET fetched_at = excluded.fetched_at, "
-                    "fetched_at_us = excluded.fetched_at_us, user_json = excluded.user_json "
-                    "WHERE excluded.fetched_at_us > snapshots.fetched_at_us",
-                    (result.customer, iso_utc(result.fetched_at), when_us, user_json),
+                    "INSERT OR IGNORE INTO history "
+                    "(customer, fetched_at, fetched_at_us, ok, error_kind, error_message, user_json) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (customer, fetched_at, when_us, ok, error_kind, error_message, user_json),
                 )
+                if user_json is not None:
+                    # An older fetch finishing late must never overwrite a newer snapshot.
+                    conn.execute(
+                        "INSERT INTO snapshots (customer, fetched_at, fetched_at_us, user_json) VALUES (?, ?, ?, ?) "
+                        "ON CONFLICT (customer) DO UPDATE SET fetched_at = excluded.fetched_at, "
+                        "fetched_at_us = excluded.fetched_at_us, user_json = excluded.user_json "
+                        "WHERE excluded.fetched_at_us > snapshots.fetched_at_us",
+                        (customer, fetched_at, when_us, user_json),
+                    )
 
     def latest(self, customer: str) -> Snapshot | None:
         """The newest stored user of `customer`."""
@@ -157,3 +153,18 @@ class SQLiteCustomerStore:
 
 def _customer(row: sqlite3.Row) -> Customer:
     return Customer(name=row["name"], active=bool(row["active"]), added_at=datetime.fromisoformat(row["added_at"]))
+
+
+def _result_row(result: FetchResult) -> tuple[str, str, int, int, str | None, str | None, str | None]:
+    """A result as the history row's values: customer, instant (ISO and µs), ok, error, the user's JSON."""
+    error = result.error
+    user_json = json.dumps(result.user.fields(), sort_keys=True) if result.user is not None else None
+    return (
+        result.customer,
+        iso_utc(result.fetched_at),
+        _micros(result.fetched_at),
+        int(result.ok),
+        error.kind if error else None,
+        error.message if error else None,
+        user_json,
+    )

@@ -201,3 +201,23 @@ def test_tokens_that_cannot_be_meta_tokens_are_refused_without_echo(bad: str) ->
 def test_masking_never_shows_more_than_eight_characters() -> None:
     assert mask_token("EAAB0123456789abcdef4f2c") == "EAAB…4f2c"
     assert mask_token("short") == "…"
+
+
+def test_rejected_customers_stay_rejected_until_their_secret_changes(
+    secrets: CountingSecrets, cache: SQLiteCache
+) -> None:
+    for name in ("acme", "globex", "initech"):
+        secrets.put_secret(name, f"EAA{name}")
+    creds = CredentialsManager(secrets, cache)
+    for name in ("acme", "globex", "initech"):
+        creds.token(name)
+    assert creds.rejected_among(["acme", "globex", "initech"]) == set()
+    assert creds.mark_rejected("acme") is True
+    assert creds.mark_rejected("globex") is True
+    assert creds.mark_rejected("acme") is False, "already marked for this version"
+    assert creds.rejected_among(["acme", "globex", "initech"]) == {"acme", "globex"}
+    assert creds.is_rejected("acme") and not creds.is_rejected("initech")
+    creds.set_token("globex", "EAAglobexNew")  # a new version, marker expired ...
+    assert creds.rejected_among(["acme", "globex", "initech"]) == {"acme"}
+    creds.token("globex")  # ... and a new marker written: still not the rejected version
+    assert creds.rejected_among(["globex", "acme"]) == {"acme"}

@@ -1,0 +1,119 @@
+"""The poller's cycle on the embedded backends, with Meta mocked by `responses`: who fetches what, and the counts.
+
+The subprocess tests in tests/integration/test_poll.py cover signals, Redis and several processes against
+the emulator; these pin the claim logic itself.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import responses
+
+from motion_meta_cli.app import AppHandler
+from motion_meta_cli.config import DEMO_CUSTOMER, Settings
+from motion_meta_cli.poller import CLAIM_BATCH, LEASE_PREFIX, Poller
+
+ME = "https://graph.test/v25.0/me"
+SLOT = 4242
+CUSTOMERS = [f"c{n:03d}" for n in range(3 * CLAIM_BATCH + 5)]  # several batches and a partial one
+
+
+def _open(home: Path) -> AppHandler:
+    return AppHandler(Settings(motion_meta_home=home, meta_graph_url="https://graph.test", _env_file=None))
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    with _open(tmp_path) as app:
+        app.store.remove_customer(DEMO_CUSTOMER)
+        for name in CUSTOMERS:
+            app.store.add_customer(name)
+            app.secrets.put_secret(name, f"EAA{name}token")
+    return tmp_path
+
+
+@pytest.fixture
+def app(home: Path) -> Iterator[AppHandler]:
+    with _open(home) as opened:
+        yield opened
+
+
+def _tokens_sent() -> list[str]:
+    return [
+        call.request.headers["Authorization"].removeprefix("Bearer EAA").removesuffix("token")
+        for call in responses.calls
+    ]
+
+
+@responses.activate
+def test_a_cycle_fetches_what_it_wins_skips_the_rejected_and_leaves_the_leased(app: AppHandler) -> None:
+    responses.get(ME, json={"id": "1", "name": "User"})
+    elsewhere = CUSTOMERS[3:6]
+    for name in elsewhere:  # another instance holds these leases for this slot
+        assert app.cache.add(f"{LEASE_PREFIX}{SLOT}:{name}", "other-instance", 60)
+    app.credentials.token(CUSTOMERS[0])
+    assert app.credentials.mark_rejected(CUSTOMERS[0])
+
+    report = Poller(app, interval_s=30, concurrency=4).run_cycle(SLOT, 1, threading.Event())
+
+    expected = sorted(set(CUSTOMERS) - set(elsewhere) - {CUSTOMERS[0]})
+    assert sorted(report.fetched) == expected
+    assert sorted(_tokens_sent()) == expected, "one request per fetched customer, none for the others"
+    assert report.taken_elsewhere == len(elsewhere)
+    assert report.skipped_rejected == [CUSTOMERS[0]]
+    assert report.failed == {} and report.not_started == 0
+    assert all(app.store.latest(name) is not None for name in expected)
+    assert app.store.latest(elsewhere[0]) is None
+    slots = app.moderator.state.acquire_slots([f"customer:{name}" for name in CUSTOMERS], 1, 60_000)
+    assert None not in slots, "every per-customer slot reserved for the cycle was given back"
+
+
+@responses.activate
+def test_two_instances_on_one_home_split_a_slot_without_duplicates_or_misses(home: Path) -> None:
+    responses.get(ME, json={"id": "1", "name": "User"})
+    with _open(home) as first, _open(home) as second:
+        pollers = [Poller(first, interval_s=30, concurrency=4), Poller(second, interval_s=30, concurrency=4)]
+        reports = [None, None]
+        start = threading.Barrier(2)
+
+        def run(index: int) -> None:
+            start.wait()
+            reports[index] = pollers[index].run_cycle(SLOT, 1, threading.Event())  # type: ignore[call-overload]
+
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    fetched = [name for report in reports for name in report.fetched]  # type: ignore[union-attr]
+    assert sorted(fetched) == CUSTOMERS
+    assert sorted(_tokens_sent()) == CUSTOMERS
+    # Both instances try every customer: for each, exactly one of them finds the lease taken.
+    assert sum(report.taken_elsewhere for report in reports) == len(CUSTOMERS)  # type: ignore[union-attr]
+
+
+@responses.activate
+def test_a_stop_mid_cycle_sends_nothing_more_and_counts_the_rest_as_not_started(app: AppHandler) -> None:
+    stop = threading.Event()
+    answered: list[str] = []
+
+    def answer(request: object) -> tuple[int, dict[str, str], str]:
+        answered.append("x")
+        if len(answered) == 5:
+            stop.set()
+        return 200, {}, '{"id": "1", "name": "User"}'
+
+    responses.add_callback(responses.GET, ME, callback=answer)
+    report = Poller(app, interval_s=30, concurrency=2).run_cycle(SLOT, 1, stop)
+
+    assert len(report.fetched) == len(responses.calls), "every request sent was finished and counted"
+    assert len(report.fetched) < len(CUSTOMERS)
+    assert len(report.fetched) + report.not_started == len(CUSTOMERS)
+    assert report.failed == {}
+    assert all(app.store.latest(name) is not None for name in report.fetched), "fetched means stored"
+    slots = app.moderator.state.acquire_slots([f"customer:{name}" for name in CUSTOMERS], 1, 60_000)
+    assert None not in slots, "slots reserved for customers never fetched were given back too"
