@@ -10,7 +10,6 @@ and instances take turns under a short lock in the cache instead of stampeding t
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import threading
@@ -37,6 +36,9 @@ T = TypeVar("T")
 MARKER_PREFIX = "credentials:marker:"
 REJECTED_PREFIX = "credentials:rejected:"
 REFRESH_LOCK_TTL_S = 10.0
+PREPARED_FOR_S = 2.0
+"""How long a marker check made by `prepare` stands in for the one `token` makes (once per customer): a
+marker expired within this time before a batch's request is honoured from the next request on."""
 
 
 def marker_key(customer: str) -> str:
@@ -137,12 +139,18 @@ class CredentialsManager:
         self._lock = threading.Lock()
         self._refreshing: dict[str, threading.Lock] = {}
         self._cache_down_warned = False
+        self._prepared: dict[str, float] = {}
 
     def token(self, customer: str) -> SecretStr:
         """`customer`'s token: the copy in memory while its marker is unchanged, else a fresh read.
 
         While the cache cannot be reached, the copy in memory is used as is (or the secrets store read).
         """
+        with self._lock:
+            prepared = self._prepared.pop(customer, None)
+            held = self._held.get(customer)
+        if prepared is not None and held is not None and self._clock() - prepared <= PREPARED_FOR_S:
+            return held.token  # `prepare` checked the marker a moment ago
         try:
             marker = self._marker(customer)
         except BackendUnavailableError as exc:
@@ -155,18 +163,20 @@ class CredentialsManager:
     def prepare(self, customers: Sequence[str]) -> None:
         """Get ready to hand out the tokens of `customers` (a poll batch) in bulk: one cache round trip reads
         their markers, the secrets store is read for each token not held at its marked version, and the
-        markers missing or behind are written in one more round trip. `token` then still checks each marker
-        before each request, but finds the copy in memory current. Problems are left for `token` to report,
-        customer by customer.
+        markers missing or behind are written in one more round trip. That check stands in for `token`'s own
+        marker read at each customer's next request, if it comes within PREPARED_FOR_S. Problems are left
+        for `token` to report, customer by customer.
         """
         try:
             markers = self._cache.get_many([marker_key(customer) for customer in customers])
         except BackendUnavailableError:
             return
         written: dict[str, str] = {}
+        ready: list[str] = []
         for customer, raw in zip(customers, markers, strict=True):
             marker = Marker.parse(raw)
             if self._valid_held(customer, marker) is not None:
+                ready.append(customer)
                 continue
             try:
                 held = self._read(customer)
@@ -176,9 +186,17 @@ class CredentialsManager:
                 continue  # e.g. no secret stored: `token` raises that customer's own error
             if marker is None or marker.version != held.version:
                 written[marker_key(customer)] = Marker(held.version, self._wall_clock()).dump()
+            else:
+                ready.append(customer)
         if written:
-            with contextlib.suppress(BackendUnavailableError):
+            try:
                 self._cache.set_many(written)
+            except BackendUnavailableError:
+                written = {}
+            ready += [customer for customer in customers if marker_key(customer) in written]
+        now = self._clock()
+        with self._lock:
+            self._prepared.update(dict.fromkeys(ready, now))
 
     def mark_rejected(self, customer: str) -> bool:
         """Remember that Meta rejected the token version held now; True if it was not marked already."""

@@ -8,6 +8,7 @@ import random
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
+from typing import cast
 
 from motion_meta_cli.moderation.state import UNMETERED, AdmitRule, Hold, merged_capacity, new_holder
 from motion_meta_cli.storage.sqlite_cache import SQLiteCache
@@ -15,7 +16,8 @@ from motion_meta_cli.storage.sqlite_cache import SQLiteCache
 PRUNE_SHARE = 1 / 64
 """While no budget binds the send log is not read; this share of admissions prunes it."""
 
-_ROW = "SELECT until_ms, started, strikes, recovering, limited_until, capacity, capacity_until, precise FROM mod_scopes"
+_COLUMNS = "until_ms, started, strikes, recovering, limited_until, capacity, capacity_until, precise"
+_ROW = f"SELECT {_COLUMNS} FROM mod_scopes"
 
 
 class SQLiteState:
@@ -31,17 +33,20 @@ class SQLiteState:
 
     @staticmethod
     def _row(conn: sqlite3.Connection, scope: str) -> sqlite3.Row:
-        conn.execute("INSERT OR IGNORE INTO mod_scopes (scope) VALUES (?)", (scope,))
-        row: sqlite3.Row = conn.execute(_ROW + " WHERE scope = ?", (scope,)).fetchone()
-        return row
+        row = conn.execute(_ROW + " WHERE scope = ?", (scope,)).fetchone()
+        if row is None:  # first use of the scope: a row of defaults
+            conn.execute("INSERT INTO mod_scopes (scope) VALUES (?)", (scope,))
+            row = conn.execute(_ROW + " WHERE scope = ?", (scope,)).fetchone()
+        return cast(sqlite3.Row, row)
 
     def hold(self, scopes: Sequence[str]) -> Hold:
         """Longest cooldown, recovering scopes, whether the first scope's budget is known."""
         now = self.now_ms()
-        conn = self._db.connection()
+        query = f"SELECT {_COLUMNS}, scope FROM mod_scopes WHERE scope IN ({', '.join('?' * len(scopes))})"
+        rows = {row["scope"]: row for row in self._db.connection().execute(query, tuple(scopes))}
         wait, which, recovering, known = 0, None, [], False
         for index, scope in enumerate(scopes):
-            row = conn.execute(_ROW + " WHERE scope = ?", (scope,)).fetchone()
+            row = rows.get(scope)
             if row is None:
                 continue
             if row["until_ms"] - now > wait:

@@ -221,3 +221,49 @@ def test_rejected_customers_stay_rejected_until_their_secret_changes(
     assert creds.rejected_among(["acme", "globex", "initech"]) == {"acme"}
     creds.token("globex")  # ... and a new marker written: still not the rejected version
     assert creds.rejected_among(["globex", "acme"]) == {"acme"}
+
+
+class CountingCache(SQLiteCache):
+    """The real SQLite cache, counting single-key reads."""
+
+    gets = 0
+
+    def get(self, key: str) -> str | None:
+        self.gets += 1
+        return super().get(key)
+
+
+def test_prepare_loads_a_batch_and_its_check_stands_in_for_the_next_request_once(
+    tmp_path: Path, secrets: CountingSecrets
+) -> None:
+    cache = CountingCache(tmp_path / "counted.db")
+    names = ["acme", "globex", "initech"]
+    for name in names:
+        secrets.put_secret(name, f"EAA{name}")
+    now = [100.0]
+    creds = CredentialsManager(secrets, cache, clock=lambda: now[0])
+    creds.prepare([*names, "nobody"])  # no secret for "nobody": left for token() to report
+    assert secrets.reads == 4
+    for name in names:
+        marker = Marker.parse(cache.get_many([marker_key(name)])[0])
+        assert marker is not None and marker.version == secrets.get_secret(name).version
+    secrets.reads = 0
+    assert [creds.token(name).get_secret_value() for name in names] == ["EAAacme", "EAAglobex", "EAAinitech"]
+    assert (secrets.reads, cache.gets) == (0, 0), "the prepared check stands in for the marker read"
+    creds.expire("acme")
+    assert creds.token("acme").get_secret_value() == "EAAacme"
+    assert secrets.reads == 1 and cache.gets > 0, "the stand-in served once; the next request checks again"
+    with pytest.raises(MissingCredentialsError):
+        creds.token("nobody")
+
+
+def test_a_prepared_check_goes_stale(tmp_path: Path, secrets: CountingSecrets) -> None:
+    cache = CountingCache(tmp_path / "counted.db")
+    secrets.put_secret("acme", "EAAone")
+    now = [100.0]
+    creds = CredentialsManager(secrets, cache, clock=lambda: now[0])
+    creds.prepare(["acme"])
+    secrets.put_secret("acme", "EAAtwo")
+    cache.delete(marker_key("acme"))  # rotated while the batch waited (on throttles, say) ...
+    now[0] += 10
+    assert creds.token("acme").get_secret_value() == "EAAtwo", "... so the old check no longer stands"
