@@ -1,6 +1,6 @@
 """Polling at scale: one cycle's throughput beside a plain client, peak memory, three instances on one Redis.
 
-    python benchmarks/poll.py [--customers 1000] [--big 10000] [--runs 3] [--concurrency 32]
+    python benchmarks/poll.py [--customers 1000] [--big 10000] [--runs 5] [--concurrency 32]
                               [--shared-customers 300] [--shared-interval 2] [--shared-cycles 4]
                               [--poll-timeout 300] [--skip-throughput] [--skip-memory] [--skip-shared]
 
@@ -464,7 +464,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--customers", type=int, default=1000, help="customers for 1 and the small run of 2")
     parser.add_argument("--big", type=int, default=10000, help="customers for the large run of 2")
-    parser.add_argument("--runs", type=int, default=3, help="throughput runs (median reported)")
+    parser.add_argument("--runs", type=int, default=5, help="throughput runs (median reported)")
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--shared-customers", type=int, default=300)
     parser.add_argument("--shared-interval", type=float, default=2.0)

@@ -162,10 +162,11 @@ class CredentialsManager:
 
     def prepare(self, customers: Sequence[str]) -> None:
         """Get ready to hand out the tokens of `customers` (a poll batch) in bulk: one cache round trip reads
-        their markers, the secrets store is read for each token not held at its marked version, and the
-        markers missing or behind are written in one more round trip. That check stands in for `token`'s own
-        marker read at each customer's next request, if it comes within PREPARED_FOR_S. Problems are left
-        for `token` to report, customer by customer.
+        their markers; with a local secrets store (`shared_refresh=False`, reads cost nothing) each token not
+        held at its marked version is read and the markers missing or behind are written in one more round
+        trip. A remote store is left to `token`, whose reads run in parallel, single-flight and leased.
+        The check stands in for `token`'s own marker read at each ready customer's next request, if it comes
+        within PREPARED_FOR_S. Problems are left for `token` to report, customer by customer.
         """
         try:
             markers = self._cache.get_many([marker_key(customer) for customer in customers])
@@ -178,10 +179,10 @@ class CredentialsManager:
             if self._valid_held(customer, marker) is not None:
                 ready.append(customer)
                 continue
+            if self._shared_refresh:
+                continue
             try:
                 held = self._read(customer)
-            except BackendUnavailableError:
-                break  # the secrets store is down: no point trying the rest of the batch
             except MotionMetaError:
                 continue  # e.g. no secret stored: `token` raises that customer's own error
             if marker is None or marker.version != held.version:

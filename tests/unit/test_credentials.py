@@ -136,7 +136,7 @@ def test_a_new_token_rejected_too_is_reported(secrets: CountingSecrets, cache: S
 def test_held_age_is_reported(secrets: CountingSecrets, cache: SQLiteCache) -> None:
     now = [100.0]
     secrets.put_secret("acme", "EAAx")
-    creds = CredentialsManager(secrets, cache, clock=lambda: now[0])
+    creds = CredentialsManager(secrets, cache, clock=lambda: now[0], shared_refresh=False)
     assert creds.held_age_s("acme") is None
     creds.token("acme")
     now[0] += 42
@@ -241,7 +241,7 @@ def test_prepare_loads_a_batch_and_its_check_stands_in_for_the_next_request_once
     for name in names:
         secrets.put_secret(name, f"EAA{name}")
     now = [100.0]
-    creds = CredentialsManager(secrets, cache, clock=lambda: now[0])
+    creds = CredentialsManager(secrets, cache, clock=lambda: now[0], shared_refresh=False)
     creds.prepare([*names, "nobody"])  # no secret for "nobody": left for token() to report
     assert secrets.reads == 4
     for name in names:
@@ -261,9 +261,25 @@ def test_a_prepared_check_goes_stale(tmp_path: Path, secrets: CountingSecrets) -
     cache = CountingCache(tmp_path / "counted.db")
     secrets.put_secret("acme", "EAAone")
     now = [100.0]
-    creds = CredentialsManager(secrets, cache, clock=lambda: now[0])
+    creds = CredentialsManager(secrets, cache, clock=lambda: now[0], shared_refresh=False)
     creds.prepare(["acme"])
     secrets.put_secret("acme", "EAAtwo")
     cache.delete(marker_key("acme"))  # rotated while the batch waited (on throttles, say) ...
     now[0] += 10
     assert creds.token("acme").get_secret_value() == "EAAtwo", "... so the old check no longer stands"
+
+
+def test_prepare_leaves_reads_from_a_remote_store_to_token(tmp_path: Path, secrets: CountingSecrets) -> None:
+    cache = CountingCache(tmp_path / "counted.db")
+    secrets.put_secret("acme", "EAAone")
+    secrets.put_secret("globex", "EAAtwo")
+    creds = CredentialsManager(secrets, cache, shared_refresh=True)  # as for AWS Secrets Manager
+    creds.token("acme")
+    secrets.reads = 0
+    creds.prepare(["acme", "globex"])
+    assert secrets.reads == 0, "a remote store is read by token(), in parallel and leased, not in the batch"
+    gets = cache.gets
+    assert creds.token("acme").get_secret_value() == "EAAone"
+    assert cache.gets == gets, "acme's copy was current: the batch's check stands in"
+    assert creds.token("globex").get_secret_value() == "EAAtwo"
+    assert secrets.reads == 1
