@@ -28,6 +28,7 @@ class SQLiteDatabase:
         self._all: dict[int, sqlite3.Connection] = {}
         self._guard = threading.Lock()
         self._writer = threading.Lock()
+        self._write_conn: sqlite3.Connection | None = None
         self.created = False
         """True when this instance applied the first migration, i.e. created the database."""
         try:
@@ -42,15 +43,7 @@ class SQLiteDatabase:
         """This thread's connection."""
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            # check_same_thread=False only so close() and the pruning below may close another thread's
-            # connection; each connection is otherwise used by the thread that opened it.
-            conn = sqlite3.connect(
-                self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
-            )
-            conn.row_factory = sqlite3.Row
-            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")
+            conn = self._open()
             self._local.conn = conn
             with self._guard:
                 self._prune_dead_threads()
@@ -59,6 +52,23 @@ class SQLiteDatabase:
                     stale.close()
                 self._all[threading.get_ident()] = conn
         return conn
+
+    def _open(self) -> sqlite3.Connection:
+        # check_same_thread=False so close() and the pruning below may close another thread's connection,
+        # and the writer connection may serve every thread (one at a time, under the writer lock).
+        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False)
+        conn.row_factory = sqlite3.Row
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        return conn
+
+    def _writer_connection(self) -> sqlite3.Connection:
+        # One connection for every write of this process (taken under the writer lock): its page cache
+        # stays warm, where a connection per thread would re-read what the others just wrote.
+        if self._write_conn is None:
+            self._write_conn = self._open()
+        return self._write_conn
 
     def _prune_dead_threads(self) -> None:
         # Worker threads come and go (a pool per run); their connections must not pile up.
@@ -73,8 +83,8 @@ class SQLiteDatabase:
         Threads of this process queue on a Python lock first: SQLite's own busy handler sleeps in
         growing steps of milliseconds, which under many threads costs far more than the writes.
         """
-        conn = self.connection()
         with self._writer:
+            conn = self._writer_connection()
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
@@ -89,6 +99,10 @@ class SQLiteDatabase:
             for conn in self._all.values():
                 conn.close()
             self._all.clear()
+        with self._writer:
+            if self._write_conn is not None:
+                self._write_conn.close()
+                self._write_conn = None
         self._local = threading.local()
 
     def _migrate(self) -> None:
