@@ -68,9 +68,9 @@ class FailSafeState:
         result: Hold = self._call("hold", scopes)
         return result
 
-    def admit(self, scope: str, rule: AdmitRule, *, record: bool = True) -> tuple[int, int]:
+    def admit(self, scope: str, rule: AdmitRule, *, record: bool = True, since: int | None = None) -> tuple[int, int]:
         """See `ModerationState`."""
-        result: tuple[int, int] = self._call("admit", scope, rule, record=record)
+        result: tuple[int, int] = self._call("admit", scope, rule, record=record, since=since)
         return result
 
     def observe_success(self, scope: str, sent_ms: int, window_ms: int, margin_ms: int, *, count: bool = True) -> int:

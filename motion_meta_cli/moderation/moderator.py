@@ -167,7 +167,7 @@ class Moderator:
                 hold = self.state.hold(scopes)
                 if _blocked(hold, rule, probes):
                     return hold
-                wait_ms, now_ms = self.state.admit(APP_SCOPE, rule)
+                wait_ms, now_ms = self.state.admit(APP_SCOPE, rule, since=hold.epoch)
                 if wait_ms == 0:
                     return Ticket(now_ms, tuple(scopes), probes, self._clock() - start)
                 self._wait(wait_ms / 1000, APP_SCOPE, start, budget_s)

@@ -217,8 +217,8 @@ class RedisState:
         names = tuple(r for r in str(recovering).split("\n") if r)
         return Hold(int(wait), str(which) or None, names, bool(int(known)))
 
-    def admit(self, scope: str, rule: AdmitRule, *, record: bool = True) -> tuple[int, int]:
-        """Admit against the shared send log (same rule as `admission_wait`)."""
+    def admit(self, scope: str, rule: AdmitRule, *, record: bool = True, since: int | None = None) -> tuple[int, int]:
+        """Admit against the shared send log (same rule as `admission_wait`); holds are never cached here."""
         args = [rule.window_ms, int(rule.pacing), rule.threshold_pct, int(record), secrets.token_hex(4)]
         wait, now = self._run("admit", [self._hash(scope), f"{self._p}modlog:{scope}"], args)
         return int(wait), int(now)

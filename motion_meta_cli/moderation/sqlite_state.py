@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import random
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import cast
@@ -16,6 +17,8 @@ from motion_meta_cli.storage.sqlite_cache import SQLiteCache
 PRUNE_SHARE = 1 / 64
 """While no budget binds the send log is not read; this share of admissions prunes it."""
 
+_HoldRow = tuple[int, bool, int | None, int]
+"""What a hold needs of a scope's row: until_ms, recovering, capacity, capacity_until."""
 _COLUMNS = "until_ms, started, strikes, recovering, limited_until, capacity, capacity_until, precise"
 _ROW = f"SELECT {_COLUMNS} FROM mod_scopes"
 
@@ -26,6 +29,11 @@ class SQLiteState:
     def __init__(self, cache: SQLiteCache, clock: Callable[[], float] = time.time) -> None:
         self._db = cache.database
         self._clock = clock
+        self._cache_lock = threading.Lock()
+        self._epoch: int | None = None
+        self._relevant: dict[str, _HoldRow] = {}
+        """What holds need of every scope that could hold a request back, as of `_epoch` (any other scope
+        is clear)."""
 
     def now_ms(self) -> int:
         """Wall-clock milliseconds."""
@@ -40,27 +48,58 @@ class SQLiteState:
         return cast(sqlite3.Row, row)
 
     def hold(self, scopes: Sequence[str]) -> Hold:
-        """Longest cooldown, recovering scopes, whether the first scope's budget is known."""
-        now = self.now_ms()
-        query = f"SELECT {_COLUMNS}, scope FROM mod_scopes WHERE scope IN ({', '.join('?' * len(scopes))})"
-        rows = {row["scope"]: row for row in self._db.connection().execute(query, tuple(scopes))}
-        wait, which, recovering, known = 0, None, [], False
-        for index, scope in enumerate(scopes):
-            row = rows.get(scope)
-            if row is None:
-                continue
-            if row["until_ms"] - now > wait:
-                wait, which = row["until_ms"] - now, scope
-            if row["recovering"]:
-                recovering.append(scope)
-            if index == 0:
-                known = row["capacity"] is not None and row["capacity_until"] > now
-        return Hold(wait, which, tuple(recovering), known)
+        """Longest cooldown, recovering scopes, whether the first scope's budget is known.
 
-    def admit(self, scope: str, rule: AdmitRule, *, record: bool = True) -> tuple[int, int]:
-        """Admit against the shared send log (the rule of `admission_wait`, in SQL)."""
+        Served from memory while the state's epoch is the one it was read at: every scope that could
+        hold a request back (in a cooldown, recovering, or with a capacity) is read at once, so any
+        other scope is known to be clear. `admit` with the hold's epoch checks, in its own transaction,
+        that the epoch has not moved before admitting anything. A hold with something in the way is
+        always read fresh, since it decides how long to wait.
+        """
+        now = self.now_ms()
+        with self._cache_lock:
+            epoch, relevant = self._epoch, self._relevant
+        if epoch is not None:
+            hold = _hold(scopes, relevant, now, epoch)
+            if not hold.wait_ms and not hold.recovering and hold.budget_known:
+                return hold
+        epoch, relevant = self._load(now)
+        return _hold(scopes, relevant, now, epoch)
+
+    def _load(self, now: int) -> tuple[int, dict[str, _HoldRow]]:
+        # One statement, so the epoch and the rows come from the same snapshot. A cooldown that has ended
+        # stays irrelevant: only an update (which moves the epoch) can start another.
+        relevant: dict[str, _HoldRow] = {}
+        epoch = 0
+        query = (
+            "SELECT 0, 0, NULL, 0, NULL, n FROM mod_epoch WHERE id = 0 UNION ALL "
+            "SELECT until_ms, recovering, capacity, capacity_until, scope, NULL FROM mod_scopes "
+            "WHERE until_ms > ? OR recovering = 1 OR capacity IS NOT NULL"
+        )
+        for row in self._db.connection().execute(query, (now,)):
+            if row[4] is None:
+                epoch = int(row[5])
+            else:
+                relevant[str(row[4])] = (int(row[0]), bool(row[1]), row[2], int(row[3]))
+        with self._cache_lock:
+            if self._epoch is None or epoch >= self._epoch:  # epochs only grow: never go back to an older one
+                self._epoch, self._relevant = epoch, relevant
+        return epoch, relevant
+
+    def _forget(self) -> None:
+        with self._cache_lock:
+            self._epoch, self._relevant = None, {}
+
+    def admit(self, scope: str, rule: AdmitRule, *, record: bool = True, since: int | None = None) -> tuple[int, int]:
+        """Admit against the shared send log (the rule of `admission_wait`, in SQL); with `since`, only if
+        the epoch is still that one (else a 1 ms wait and the cached holds are dropped)."""
         now = self.now_ms()
         with self._db.transaction() as conn:
+            if since is not None:
+                (epoch,) = conn.execute("SELECT n FROM mod_epoch WHERE id = 0").fetchone()
+                if epoch != since:
+                    self._forget()
+                    return 1, now
             row = self._row(conn, scope)
             capacity = row["capacity"] if row["capacity_until"] > now else None
             limited = row["limited_until"] > now
@@ -88,6 +127,7 @@ class SQLiteState:
         """Log the success; clear strikes and recovery; count earlier successes that surely counted."""
         now = self.now_ms()
         low = sent_ms - window_ms + margin_ms
+        self._forget()  # this very change moves the epoch: no use checking the cache against it
         with self._db.transaction() as conn:
             self._row(conn, scope)
             conn.execute("UPDATE mod_scopes SET strikes = 0, started = -1, recovering = 0 WHERE scope = ?", (scope,))
@@ -105,6 +145,7 @@ class SQLiteState:
     def raise_capacity(self, scope: str, capacity: int, ttl_ms: int, *, precise: bool) -> int:
         """Merge a learned capacity."""
         now = self.now_ms()
+        self._forget()  # this very change moves the epoch: no use checking the cache against it
         with self._db.transaction() as conn:
             row = self._row(conn, scope)
             current = row["capacity"] if row["capacity_until"] > now else None
@@ -130,6 +171,7 @@ class SQLiteState:
     def pause(self, scope: str, duration_ms: int, *, recovering: bool, limited_ms: int, relearn_window_ms: int) -> bool:
         """Extend-only cooldown, flags, and the capacity relearned from successes."""
         now = self.now_ms()
+        self._forget()  # this very change moves the epoch: no use checking the cache against it
         with self._db.transaction() as conn:
             row = self._row(conn, scope)
             conn.execute(
@@ -196,3 +238,20 @@ class SQLiteState:
         now = self.now_ms()
         rows = self._db.connection().execute("SELECT scope, until_ms FROM mod_scopes WHERE until_ms > ?", (now,))
         return {row["scope"]: (row["until_ms"] - now) / 1000 for row in rows}
+
+
+def _hold(scopes: Sequence[str], relevant: dict[str, _HoldRow], now: int, epoch: int | None) -> Hold:
+    """The hold of `scopes` from the rows that matter (a scope without one is clear)."""
+    wait, which, recovering, budget_known = 0, None, [], False
+    for index, scope in enumerate(scopes):
+        row = relevant.get(scope)
+        if row is None:
+            continue
+        until_ms, in_recovery, capacity, capacity_until = row
+        if until_ms - now > wait:
+            wait, which = until_ms - now, scope
+        if in_recovery:
+            recovering.append(scope)
+        if index == 0:
+            budget_known = capacity is not None and capacity_until > now
+    return Hold(wait, which, tuple(recovering), budget_known, epoch)

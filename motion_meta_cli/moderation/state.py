@@ -50,6 +50,9 @@ class Hold:
     recovering: tuple[str, ...] = ()
     budget_known: bool = True
     """False while the first scope (the app) has no learned capacity: one request goes first to learn it."""
+    epoch: int | None = None
+    """Which version of the state this hold was read from, where the backend serves holds from a cache
+    (SQLite); pass it to `admit(since=...)`, which then refuses if the state moved on since."""
 
 
 class ModerationState(Protocol):
@@ -64,8 +67,10 @@ class ModerationState(Protocol):
         scope's budget is known."""
         ...
 
-    def admit(self, scope: str, rule: AdmitRule, *, record: bool = True) -> tuple[int, int]:
-        """(wait_ms, now_ms): 0 means admitted (and logged when `record`); else how long until a slot frees."""
+    def admit(self, scope: str, rule: AdmitRule, *, record: bool = True, since: int | None = None) -> tuple[int, int]:
+        """(wait_ms, now_ms): 0 means admitted (and logged when `record`); else how long until a slot frees.
+        With `since` (a hold's epoch), a backend whose holds may be cached admits nothing if the state
+        changed after that hold was read: it asks for a 1 ms wait, after which the caller holds again."""
         ...
 
     def observe_success(self, scope: str, sent_ms: int, window_ms: int, margin_ms: int, *, count: bool = True) -> int:
@@ -198,8 +203,8 @@ class LocalState:
             known = first is not None and first.capacity is not None and first.capacity_until > now
         return Hold(wait, which, tuple(recovering), known)
 
-    def admit(self, scope: str, rule: AdmitRule, *, record: bool = True) -> tuple[int, int]:
-        """Admit against the sliding-window log (see `admission_wait`)."""
+    def admit(self, scope: str, rule: AdmitRule, *, record: bool = True, since: int | None = None) -> tuple[int, int]:
+        """Admit against the sliding-window log (see `admission_wait`); holds are never cached here."""
         now = self.now_ms()
         with self._lock:
             state = self._scope(scope)

@@ -114,7 +114,21 @@ class SQLiteDatabase:
             for version, script in enumerate(self._migrations, start=1):
                 if version in done:
                     continue
-                for statement in filter(None, (s.strip() for s in script.split(";"))):
+                for statement in _statements(script):
                     conn.execute(statement)
                 conn.execute("INSERT INTO schema_migrations VALUES (?, ?)", (version, time.time()))
                 self.created = self.created or version == 1
+
+
+def _statements(script: str) -> Iterator[str]:
+    """The statements of a migration script, split on the semicolons that end one (not those inside a
+    trigger's BEGIN ... END)."""
+    pending = ""
+    for piece in script.split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \n;"):
+                yield pending.strip()
+            pending = ""
+    if pending.strip(" \n;"):
+        yield pending.strip()

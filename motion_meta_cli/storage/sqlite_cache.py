@@ -32,6 +32,19 @@ _MIGRATIONS = [
         PRIMARY KEY (name, holder))
     """,
     "CREATE INDEX mod_ok_by_left ON mod_ok (scope, left_ms)",
+    # An epoch that moves whenever anything a hold depends on changes, so holds can be served from memory
+    # and checked against it by the admission's own transaction (SQLiteState).
+    """
+    CREATE TABLE mod_epoch (id INTEGER PRIMARY KEY CHECK (id = 0), n INTEGER NOT NULL);
+    INSERT INTO mod_epoch (id, n) VALUES (0, 0);
+    CREATE TRIGGER mod_scopes_hold_changed AFTER UPDATE OF until_ms, recovering, capacity, capacity_until
+    ON mod_scopes
+    WHEN OLD.until_ms IS NOT NEW.until_ms OR OLD.recovering IS NOT NEW.recovering
+        OR OLD.capacity IS NOT NEW.capacity OR OLD.capacity_until IS NOT NEW.capacity_until
+    BEGIN
+        UPDATE mod_epoch SET n = n + 1 WHERE id = 0;
+    END
+    """,
 ]
 
 LOCK_POLL_S = 0.02

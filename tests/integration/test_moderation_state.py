@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -132,3 +133,46 @@ def test_no_budget_is_relearned_where_none_was_learned(state: ModerationState) -
     state.raise_capacity("app", 0, 60_000, precise=False)
     state.pause("app", 10, recovering=False, limited_ms=60_000, relearn_window_ms=60_000)
     assert state.raise_capacity("app", 0, 60_000, precise=False) == 0, "still unmetered, not a budget of 1"
+
+
+def test_an_admission_relying_on_a_hold_admits_nothing_once_the_state_moved_on(state: ModerationState) -> None:
+    hold = state.hold(["app", "user:acme"])
+    assert hold.wait_ms == 0
+    assert state.admit("app", RULE, since=hold.epoch)[0] == 0, "nothing changed: admitted"
+    state.pause("user:acme", 5_000, recovering=False, limited_ms=0, relearn_window_ms=0)
+    wait, _ = state.admit("app", RULE, since=hold.epoch)
+    if hold.epoch is not None:  # a backend that may serve holds from memory refuses, and holds afresh
+        assert wait > 0
+    assert state.hold(["app", "user:acme"]).scope == "user:acme", "the next hold sees the pause"
+
+
+def _epoch(path: Path) -> int:
+    conn = sqlite3.connect(path)
+    try:
+        return int(conn.execute("SELECT n FROM mod_epoch").fetchone()[0])
+    finally:
+        conn.close()
+
+
+def test_sqlite_holds_come_from_memory_until_another_process_changes_what_they_depend_on(tmp_path: Path) -> None:
+    path = tmp_path / "cache.db"
+    mine, other = SQLiteState(SQLiteCache(path)), SQLiteState(SQLiteCache(path))
+    other.raise_capacity("app", 5, 60_000, precise=True)
+    first = mine.hold(["app", "user:acme"])
+    assert first.wait_ms == 0 and first.budget_known and first.epoch == _epoch(path)
+    sent = other.now_ms()
+    other.observe_success("app", sent, 60_000, 0)  # clears what is not set: nothing a hold reads changes ...
+    other.strike("user:acme", sent)  # ... nor do strikes
+    assert _epoch(path) == first.epoch
+    assert mine.admit("app", RULE, since=first.epoch)[0] == 0
+
+    other.pause("user:acme", 5_000, recovering=True, limited_ms=0, relearn_window_ms=0)
+    assert _epoch(path) > first.epoch
+    cached = mine.hold(["app", "user:acme"])
+    assert cached == first, "a clear hold is served from memory, epoch and all ..."
+    assert mine.admit("app", RULE, since=cached.epoch)[0] == 1, "... so the admission relying on it is refused"
+    fresh = mine.hold(["app", "user:acme"])
+    assert fresh.scope == "user:acme" and fresh.wait_ms > 4_000 and fresh.recovering == ("user:acme",)
+    assert fresh.epoch == _epoch(path)
+    admitted = [other.admit("app", RULE)[0] == 0 for _ in range(5)]
+    assert admitted == [True] * 4 + [False], "one send of the budget of 5 was logged: the refused one was not"
