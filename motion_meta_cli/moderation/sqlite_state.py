@@ -20,7 +20,7 @@ PRUNE_SHARE = 1 / 64
 _HoldRow = tuple[int, bool, int | None, int]
 """What a hold needs of a scope's row: until_ms, recovering, capacity, capacity_until."""
 _COLUMNS = "until_ms, started, strikes, recovering, limited_until, capacity, capacity_until, precise"
-_ROW = f"SELECT {_COLUMNS} FROM mod_scopes"
+_ROW = f"SELECT {_COLUMNS}, (SELECT n FROM mod_epoch WHERE id = 0) AS epoch FROM mod_scopes"
 
 
 class SQLiteState:
@@ -95,12 +95,10 @@ class SQLiteState:
         the epoch is still that one (else a 1 ms wait and the cached holds are dropped)."""
         now = self.now_ms()
         with self._db.transaction() as conn:
-            if since is not None:
-                (epoch,) = conn.execute("SELECT n FROM mod_epoch WHERE id = 0").fetchone()
-                if epoch != since:
-                    self._forget()
-                    return 1, now
             row = self._row(conn, scope)
+            if since is not None and row["epoch"] != since:
+                self._forget()
+                return 1, now
             capacity = row["capacity"] if row["capacity_until"] > now else None
             limited = row["limited_until"] > now
             wait = 0
