@@ -196,9 +196,10 @@ class Poller:
 
 
 class _Claims:
-    """A cycle's work, shared by its workers: customers are claimed CLAIM_BATCH at a time (one cache round
-    trip for their leases, one for their rejected marks) and handed out one by one to whichever worker is
-    free, so a batch never ties a worker down while others idle."""
+    """A cycle's work, shared by its workers: customers are claimed CLAIM_BATCH at a time (`Poller._claim`:
+    a round trip each for their rejected marks, leases and credential markers, one state call for their
+    slots) and handed out one by one to whichever worker is free, so a batch never ties a worker down
+    while others idle."""
 
     def __init__(self, names: Iterator[str], claim: Callable[[Sequence[str]], list[str]]) -> None:
         self._names = names
