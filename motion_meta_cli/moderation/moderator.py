@@ -33,6 +33,9 @@ BUDGET_PROBE = "app:budget"
 """The probe that learns the app's budget from the first usage reading, when pacing starts cold."""
 ESTIMATE_MARGIN_PCT = 2.0
 """Share of the window, at its start, within which a success is not counted towards a reading."""
+COUNTS_PER_WINDOW = 100
+"""While the usage reading stays the same, successes are counted towards the budget at most this many
+times per window (each count walks the window's successes)."""
 LIMITED_WINDOWS = 10
 """A learned budget stays valid this many windows (readings refresh it); after a throttle, the budget is
 enforced, even with pacing off, for as long."""
@@ -106,6 +109,7 @@ class Moderator:
         self._reserved: dict[str, str] = {}
         self._used: list[tuple[str, str]] = []
         self._last_raise: tuple[int, bool, float] | None = None
+        self._last_count: tuple[float, float] | None = None
 
     def acquire(self, scopes: Sequence[str], handling: ThrottleHandling, *, budget_s: float) -> Ticket:
         """Wait until a request on `scopes` (the app scope first) may leave, then log it.
@@ -184,20 +188,30 @@ class Moderator:
             # Nothing to learn and nothing to clear (strikes and recovery are cleared by the probe that
             # follows every pause): skip the write.
             return
-        counted = 1 + self.state.observe_success(
-            APP_SCOPE, ticket.sent_ms, window_ms, margin_ms, count=reading is not None
+        # Counting walks the window's successes, which can be many thousands: count when the reading
+        # moved, or a hundredth of a window after the last count (so a bound still tightens within a
+        # percentage step). Other successes are only logged, for the counts to come.
+        now, last = self._clock(), self._last_count
+        count = reading is not None and (
+            last is None or reading != last[0] or now - last[1] >= handling.window_s / COUNTS_PER_WINDOW
         )
+        if reading is not None and count:
+            self._last_count = (reading, now)
+        counted = 1 + self.state.observe_success(APP_SCOPE, ticket.sent_ms, window_ms, margin_ms, count=count)
         for scope in ticket.probes:
             if scope not in (APP_SCOPE, BUDGET_PROBE):
                 self.state.observe_success(scope, ticket.sent_ms, window_ms, margin_ms, count=False)
-        capacity = UNMETERED if reading is None else estimate_capacity(counted, reading)
+        if reading is None:
+            capacity: int | None = UNMETERED
+        else:
+            capacity = estimate_capacity(counted, reading) if count else None
         if capacity is not None:
             precise = reading is not None and reading >= PRECISE_FROM_PCT
             ttl_s = handling.window_s * LIMITED_WINDOWS
             # The stored budget only grows within its TTL (a throttle's relearning may lower it, which
             # must stand): raising what this process raised a moment ago again would change nothing.
-            now, last = self._clock(), self._last_raise
-            if last is None or capacity > last[0] or precise != last[1] or now - last[2] > ttl_s / 10:
+            raised = self._last_raise
+            if raised is None or capacity > raised[0] or precise != raised[1] or now - raised[2] > ttl_s / 10:
                 self.state.raise_capacity(APP_SCOPE, capacity, int(ttl_s * 1000), precise=precise)
                 self._last_raise = (capacity, precise, now)
         self._end_probes(ticket.probes)

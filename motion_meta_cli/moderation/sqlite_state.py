@@ -19,7 +19,7 @@ PRUNE_SHARE = 1 / 64
 
 _HoldRow = tuple[int, bool, int | None, int]
 """What a hold needs of a scope's row: until_ms, recovering, capacity, capacity_until."""
-_COLUMNS = "until_ms, started, strikes, recovering, limited_until, capacity, capacity_until, precise"
+_COLUMNS = "until_ms, started, strikes, recovering, limited_until, capacity, capacity_until, precise, sends"
 _ROW = f"SELECT {_COLUMNS}, (SELECT n FROM mod_epoch WHERE id = 0) AS epoch FROM mod_scopes"
 
 
@@ -103,8 +103,11 @@ class SQLiteState:
             limited = row["limited_until"] > now
             wait = 0
             if capacity and (rule.pacing or limited):
-                conn.execute("DELETE FROM mod_sends WHERE scope = ? AND sent <= ?", (scope, now - rule.window_ms))
-                (count,) = conn.execute("SELECT COUNT(*) FROM mod_sends WHERE scope = ?", (scope,)).fetchone()
+                # `sends` is kept by triggers on mod_sends: counting never walks the log.
+                pruned = conn.execute(
+                    "DELETE FROM mod_sends WHERE scope = ? AND sent <= ?", (scope, now - rule.window_ms)
+                ).rowcount
+                count = row["sends"] - pruned
                 if count >= capacity:
                     (frees,) = conn.execute(
                         "SELECT sent FROM mod_sends WHERE scope = ? ORDER BY sent LIMIT 1 OFFSET ?",

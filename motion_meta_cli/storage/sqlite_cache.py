@@ -45,6 +45,17 @@ _MIGRATIONS = [
         UPDATE mod_epoch SET n = n + 1 WHERE id = 0;
     END
     """,
+    # Each scope's number of logged sends, kept by triggers, so an admission never counts the log.
+    """
+    ALTER TABLE mod_scopes ADD COLUMN sends INTEGER NOT NULL DEFAULT 0;
+    UPDATE mod_scopes SET sends = (SELECT COUNT(*) FROM mod_sends WHERE mod_sends.scope = mod_scopes.scope);
+    CREATE TRIGGER mod_sends_logged AFTER INSERT ON mod_sends BEGIN
+        UPDATE mod_scopes SET sends = sends + 1 WHERE scope = NEW.scope;
+    END;
+    CREATE TRIGGER mod_sends_pruned AFTER DELETE ON mod_sends BEGIN
+        UPDATE mod_scopes SET sends = sends - 1 WHERE scope = OLD.scope;
+    END
+    """,
 ]
 
 LOCK_POLL_S = 0.02

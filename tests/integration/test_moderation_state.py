@@ -176,3 +176,22 @@ def test_sqlite_holds_come_from_memory_until_another_process_changes_what_they_d
     assert fresh.epoch == _epoch(path)
     admitted = [other.admit("app", RULE)[0] == 0 for _ in range(5)]
     assert admitted == [True] * 4 + [False], "one send of the budget of 5 was logged: the refused one was not"
+
+
+def test_sqlite_keeps_each_scope_s_send_count_equal_to_its_log(tmp_path: Path) -> None:
+    path = tmp_path / "cache.db"
+    state = SQLiteState(SQLiteCache(path))
+    short = AdmitRule(window_ms=50, pacing=True, threshold_pct=100)
+    state.raise_capacity("app", 1_000, 60_000, precise=True)
+    for _ in range(30):
+        assert state.admit("app", short)[0] == 0
+    time.sleep(0.1)
+    assert state.admit("app", short)[0] == 0  # prunes the 30 that left the window, logs one
+    state.admit("other", RULE)
+    conn = sqlite3.connect(path)
+    try:
+        counts = dict(conn.execute("SELECT scope, sends FROM mod_scopes WHERE scope IN ('app', 'other')"))
+        logged = dict(conn.execute("SELECT scope, COUNT(*) FROM mod_sends GROUP BY scope"))
+    finally:
+        conn.close()
+    assert counts == logged == {"app": 1, "other": 1}

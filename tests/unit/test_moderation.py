@@ -200,3 +200,25 @@ def test_reserved_slots_serve_one_block_each_and_go_back_in_one_call() -> None:
     moderator.release_reserved(unused=True)
     assert calls == [1, 1]
     assert None not in state.acquire_slots(["customer:acme", "customer:globex"], 1, 60_000)
+
+
+def test_successes_are_counted_when_the_reading_moves_or_a_hundredth_of_a_window_later() -> None:
+    clock = Clock()
+    moderator = _moderator(clock)
+    counts: list[bool] = []
+    observe = moderator.state.observe_success
+
+    def recording(scope: str, sent_ms: int, window_ms: int, margin_ms: int, *, count: bool = True) -> int:
+        counts.append(count)
+        return observe(scope, sent_ms, window_ms, margin_ms, count=count)
+
+    moderator.state.observe_success = recording  # type: ignore[method-assign]
+    at = {pct: Usage(app=UsageCounters(call_count_pct=pct)) for pct in (5, 6)}
+    for pct in (5, 5, 5, 6, 6):
+        ticket = moderator.acquire([APP_SCOPE], HANDLING, budget_s=10)
+        moderator.succeeded(ticket, at[pct], HANDLING)
+    assert counts == [True, False, False, True, False], "counted on the first reading and each change only"
+    clock.now += HANDLING.window_s / 50
+    moderator.succeeded(moderator.acquire([APP_SCOPE], HANDLING, budget_s=10), at[6], HANDLING)
+    assert counts[-1] is True, "once a hundredth of a window has passed, the same reading is counted again"
+    assert moderator.state.hold([APP_SCOPE]).budget_known, "the counts taught the budget"
