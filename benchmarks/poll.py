@@ -222,7 +222,7 @@ def _poll_once(home: Path, url: str, work: Path, label: str, customers: int, arg
             kinds = Counter(report["failures"].values())
             run.notes.append(f"failures by kind: {dict(kinds)}; last error: {report['last_error']}")
         if report["overrun"]:
-            run.notes.append("the cycle overran its 60 s slot (overrun: true)")
+            run.notes.append("the cycle took longer than its 60 s interval (overrun: true)")
     if stderr.strip():
         run.notes.append(f"stderr:\n{tail(stderr)}")
     return run
@@ -454,7 +454,7 @@ def _shared(template: Seeded, work: Path, args: argparse.Namespace) -> None:
 
 
 def _overrun(report: dict[str, Any], interval_s: float) -> str:
-    """Which cycle overran its slot, how late into the slot it started and how long it took."""
+    """Which cycle overran (took longer than the interval), how late into its slot it started, how long it took."""
     started = datetime.fromisoformat(report["started_at"]).timestamp()
     into_slot_s = started - int(report["slot"]) * interval_s
     return f"cycle {report['cycle']} started {into_slot_s:.2f} s into its slot, took {report['duration_s']:.2f} s"

@@ -15,7 +15,7 @@ import responses
 
 from motion_meta_cli.app import AppHandler
 from motion_meta_cli.config import DEMO_CUSTOMER, Settings
-from motion_meta_cli.poller import CLAIM_BATCH, LEASE_PREFIX, Poller
+from motion_meta_cli.poller import CLAIM_BATCH, LEASE_PREFIX, CycleReport, Poller
 
 ME = "https://graph.test/v25.0/me"
 SLOT = 4242
@@ -117,3 +117,65 @@ def test_a_stop_mid_cycle_sends_nothing_more_and_counts_the_rest_as_not_started(
     assert all(app.store.latest(name) is not None for name in report.fetched), "fetched means stored"
     slots = app.moderator.state.acquire_slots([f"customer:{name}" for name in CUSTOMERS], 1, 60_000)
     assert None not in slots, "slots reserved for customers never fetched were given back too"
+
+
+class FakeWall:
+    """Wall-clock time that only moves when a cycle works or the poller waits."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class WaitingStop(threading.Event):
+    """A stop event whose waits advance the fake wall instead of sleeping."""
+
+    def __init__(self, wall: FakeWall) -> None:
+        super().__init__()
+        self.wall = wall
+        self.waits: list[float] = []
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.waits.append(round(timeout or 0, 6))
+        self.wall.now += timeout or 0
+        return self.is_set()
+
+
+def _scheduled(
+    app: AppHandler, start: float, durations: list[float]
+) -> tuple[list[tuple[int, float, bool]], list[float]]:
+    """Run len(durations) cycles of a 10 s poller whose cycles take `durations`: (slot, start, overrun) each."""
+    wall = FakeWall(start)
+    stop = WaitingStop(wall)
+    poller = Poller(app, interval_s=10, wall=wall)
+    took = iter(durations)
+
+    def cycle(slot: int, number: int, _stop: threading.Event) -> CycleReport:
+        report = CycleReport(cycle=number, slot=slot, started_at=wall.now)
+        wall.now += next(took)
+        report.duration_s = wall.now - report.started_at
+        return report
+
+    poller.run_cycle = cycle  # type: ignore[method-assign]
+    reports = list(poller.run(stop=stop, cycles=len(durations)))
+    return [(r.slot, r.started_at, r.overrun) for r in reports], stop.waits
+
+
+def test_cycles_start_on_their_slots_without_drift(app: AppHandler) -> None:
+    cycles, waits = _scheduled(app, 1003.0, [2.0, 2.5, 9.0])
+    assert cycles == [(100, 1003.0, False), (101, 1010.0, False), (102, 1020.0, False)]
+    assert waits == [5.0, 7.5], "each wait ends at the next slot's start, however long the cycle took"
+
+
+def test_a_cycle_longer_than_the_interval_is_an_overrun_and_the_next_starts_at_once(app: AppHandler) -> None:
+    cycles, waits = _scheduled(app, 1000.0, [14.0, 3.0, 1.0])
+    assert cycles == [(100, 1000.0, True), (101, 1014.0, False), (102, 1020.0, False)]
+    assert waits == [3.0], "no wait after the overrun: the next cycle started at once, for the slot it is in"
+
+
+def test_a_first_cycle_started_late_in_its_slot_is_not_an_overrun(app: AppHandler) -> None:
+    cycles, waits = _scheduled(app, 1009.0, [2.0, 1.0])
+    assert cycles == [(100, 1009.0, False), (101, 1011.0, False)]
+    assert waits == []
