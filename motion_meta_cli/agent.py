@@ -71,16 +71,6 @@ class MetaUserAgent:
         self._lease_s = slot_lease_s
         self._wait_s = slot_wait_s
 
-    def reserve(self, customers: Sequence[str]) -> None:
-        """Take the per-customer slots of a batch about to be fetched in one go (see `Moderator.reserve_slots`)."""
-        if self._per_customer is not None:
-            self._requests.moderator.reserve_slots(customers, self._per_customer, lease_s=self._lease_s)
-
-    def release_reserved(self, *, unused: bool = False) -> None:
-        """Return the reserved slots of fetches that ended (with `unused`, all of them) in one go."""
-        if self._per_customer is not None:
-            self._requests.moderator.release_reserved(unused=unused)
-
     def fetch_me(self, customer: str, fields: Sequence[str] = REQUIRED_FIELDS) -> MetaUser:
         """The user (or Page) that owns `customer`'s token, with `fields` (id and name always)."""
         wanted = normalize_fields(fields)

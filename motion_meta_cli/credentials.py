@@ -168,6 +168,7 @@ class CredentialsManager:
         The check stands in for `token`'s own marker read at each ready customer's next request, if it comes
         within PREPARED_FOR_S. Problems are left for `token` to report, customer by customer.
         """
+        checked = self._clock()  # the stand-in counts from the marker read, however long the rest takes
         try:
             markers = self._cache.get_many([marker_key(customer) for customer in customers])
         except BackendUnavailableError:
@@ -195,9 +196,8 @@ class CredentialsManager:
             except BackendUnavailableError:
                 written = {}
             ready += [customer for customer in customers if marker_key(customer) in written]
-        now = self._clock()
         with self._lock:
-            self._prepared.update(dict.fromkeys(ready, now))
+            self._prepared.update(dict.fromkeys(ready, checked))
 
     def mark_rejected(self, customer: str) -> bool:
         """Remember that Meta rejected the token version held now; True if it was not marked already."""

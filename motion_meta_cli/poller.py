@@ -147,7 +147,6 @@ class Poller:
                     future.result()
         finally:
             results.flush()  # what was fetched is stored, however the cycle ends
-            self._app.agent.release_reserved(unused=True)
         report.not_started += work.abandon()  # stopped: claimed or not, these were never sent
         report.duration_s = self._wall() - report.started_at
         return report
@@ -159,17 +158,17 @@ class Poller:
         return [store.get_customer(name).name for name in self._customers]
 
     def _claim(self, chunk: Sequence[str], slot: int, report: CycleReport) -> list[str]:
-        """The customers of `chunk` this instance fetches in `slot`: not rejected, and their lease won.
-
-        Their credentials are made ready and their per-customer slots reserved in bulk; the slots of the
-        fetches finished since the last claim go back first.
-        """
-        self._app.agent.release_reserved()
+        """The customers of `chunk` this instance fetches in `slot`: not rejected, and their lease won
+        (their credentials made ready in bulk)."""
         rejected = self._app.credentials.rejected_among(chunk)
         wanted = [customer for customer in chunk if customer not in rejected]
         won = [customer for customer, ok in zip(wanted, self._leases(wanted, slot), strict=True) if ok]
-        self._app.credentials.prepare(won)
-        self._app.agent.reserve(won)
+        try:
+            self._app.credentials.prepare(won)
+        except Exception as exc:  # only a speed-up: each request still gets its own token
+            log.warning(
+                "could not prepare the credentials of %d customers (%s); each is read on its own", len(won), exc
+            )
         with report._lock:
             report.skipped_rejected.extend(customer for customer in chunk if customer in rejected)
             report.taken_elsewhere += len(wanted) - len(won)
@@ -200,9 +199,8 @@ class Poller:
 
 class _Claims:
     """A cycle's work, shared by its workers: customers are claimed CLAIM_BATCH at a time (`Poller._claim`:
-    a round trip each for their rejected marks, leases and credential markers, one state call for their
-    slots) and handed out one by one to whichever worker is free, so a batch never ties a worker down
-    while others idle."""
+    a round trip each for their rejected marks, leases and credential markers) and handed out one by one
+    to whichever worker is free, so a batch never ties a worker down while others idle."""
 
     def __init__(self, names: Iterator[str], claim: Callable[[Sequence[str]], list[str]]) -> None:
         self._names = names

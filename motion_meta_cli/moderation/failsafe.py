@@ -108,14 +108,14 @@ class FailSafeState:
         """See `ModerationState`."""
         self._call("end_probe", scope, holder)
 
-    def acquire_slots(self, names: Sequence[str], limit: int, lease_ms: int) -> list[str | None]:
+    def acquire_slot(self, name: str, limit: int, lease_ms: int) -> str | None:
         """See `ModerationState`."""
-        result: list[str | None] = self._call("acquire_slots", names, limit, lease_ms)
+        result: str | None = self._call("acquire_slot", name, limit, lease_ms)
         return result
 
-    def release_slots(self, slots: Sequence[tuple[str, str]]) -> None:
+    def release_slot(self, name: str, holder: str) -> None:
         """See `ModerationState`."""
-        self._call("release_slots", slots)
+        self._call("release_slot", name, holder)
 
     def active_cooldowns(self) -> dict[str, float]:
         """See `ModerationState`."""

@@ -105,9 +105,6 @@ class Moderator:
         self._sleep = sleep
         self._clock = clock
         self._gate = threading.Lock()
-        self._slots_lock = threading.Lock()
-        self._reserved: dict[str, str] = {}
-        self._used: list[tuple[str, str]] = []
         self._last_raise: tuple[int, bool, float] | None = None
         self._last_count: tuple[float, float] | None = None
 
@@ -193,7 +190,10 @@ class Moderator:
         # percentage step). Other successes are only logged, for the counts to come.
         now, last = self._clock(), self._last_count
         count = reading is not None and (
-            last is None or reading != last[0] or now - last[1] >= handling.window_s / COUNTS_PER_WINDOW
+            last is None
+            or reading != last[0]
+            or now - last[1] >= handling.window_s / COUNTS_PER_WINDOW
+            or BUDGET_PROBE in ticket.probes
         )
         if reading is not None and count:
             self._last_count = (reading, now)
@@ -255,15 +255,11 @@ class Moderator:
     def customer_slot(self, customer: str, limit: int, *, lease_s: float, budget_s: float) -> Iterator[None]:
         """Hold one of `limit` slots for `customer` across every instance while the block runs.
 
-        The slot is a lease: an instance killed mid-request frees it after `lease_s`. A slot reserved
-        with `reserve_slots` is used (once) instead of taking one, and goes back with `release_reserved`.
+        The slot is a lease: an instance killed mid-request frees it after `lease_s`.
         """
         name = f"customer:{customer}"
-        with self._slots_lock:
-            holder = self._reserved.pop(customer, None)
-        reserved = holder is not None
         start, poll = self._clock(), 0.02
-        while holder is None and (holder := self.state.acquire_slots([name], limit, int(lease_s * 1000))[0]) is None:
+        while (holder := self.state.acquire_slot(name, limit, int(lease_s * 1000))) is None:
             if self._clock() - start + poll > budget_s:
                 raise ThrottledError(
                     f"customer {customer!r} already has {limit} request(s) in flight "
@@ -276,37 +272,7 @@ class Moderator:
         try:
             yield
         finally:
-            if reserved:
-                with self._slots_lock:
-                    self._used.append((name, holder))
-            else:
-                self.state.release_slots([(name, holder)])
-
-    def reserve_slots(self, customers: Sequence[str], limit: int, *, lease_s: float) -> int:
-        """Take a slot for each of `customers` now, where one is free, in one state call; returns how many.
-
-        For a batch of work this process is about to do: each reserved slot serves one `customer_slot`,
-        and they all go back, in one call, with `release_reserved`.
-        """
-        with self._slots_lock:
-            customers = [customer for customer in customers if customer not in self._reserved]
-        names = [f"customer:{customer}" for customer in customers]
-        holders = self.state.acquire_slots(names, limit, int(lease_s * 1000)) if names else []
-        with self._slots_lock:
-            for customer, holder in zip(customers, holders, strict=True):
-                if holder is not None:
-                    self._reserved[customer] = holder
-        return sum(holder is not None for holder in holders)
-
-    def release_reserved(self, *, unused: bool = False) -> None:
-        """Return, in one state call, the reserved slots whose block has ended, and with `unused` the rest too."""
-        with self._slots_lock:
-            slots, self._used = self._used, []
-            if unused:
-                slots += [(f"customer:{customer}", holder) for customer, holder in self._reserved.items()]
-                self._reserved.clear()
-        if slots:
-            self.state.release_slots(slots)
+            self.state.release_slot(name, holder)
 
     def release(self, ticket: Ticket) -> None:
         """The attempt ended without an answer about the scopes (a transport error): free its probes."""

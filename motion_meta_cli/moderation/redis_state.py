@@ -254,25 +254,16 @@ class RedisState:
         """Release the probe if we still hold it."""
         self._run("end_probe", [f"{self._p}modprobe:{scope}"], [holder])
 
-    def acquire_slots(self, names: Sequence[str], limit: int, lease_ms: int) -> list[str | None]:
-        """One of `limit` leases on each of `names`: one script call each, pipelined in one round trip."""
-        holders = [secrets.token_hex(8) for _ in names]
-        with self._cache.errors():
-            pipe = self._cache.client.pipeline(transaction=False)
-            for name, holder in zip(names, holders, strict=True):
-                self._scripts["slot"](keys=[f"{self._p}slot:{name}"], args=[limit, lease_ms, holder], client=pipe)
-            taken = pipe.execute()
-        return [holder if int(ok) else None for holder, ok in zip(holders, taken, strict=True)]
+    def acquire_slot(self, name: str, limit: int, lease_ms: int) -> str | None:
+        """One of `limit` leases on `name`."""
+        holder = secrets.token_hex(8)
+        taken = self._run("slot", [f"{self._p}slot:{name}"], [limit, lease_ms, holder])
+        return holder if int(taken) else None
 
-    def release_slots(self, slots: Sequence[tuple[str, str]]) -> None:
-        """Return leases (pipelined ZREMs)."""
-        if not slots:
-            return
+    def release_slot(self, name: str, holder: str) -> None:
+        """Return a lease."""
         with self._cache.errors():
-            pipe = self._cache.client.pipeline(transaction=False)
-            for name, holder in slots:
-                pipe.zrem(f"{self._p}slot:{name}", holder)
-            pipe.execute()
+            self._cache.client.zrem(f"{self._p}slot:{name}", holder)
 
     def active_cooldowns(self) -> dict[str, float]:
         """Scopes in a cooldown, with remaining seconds."""

@@ -212,27 +212,23 @@ class SQLiteState:
         with self._db.transaction() as conn:
             conn.execute("DELETE FROM mod_probes WHERE scope = ? AND holder = ?", (scope, holder))
 
-    def acquire_slots(self, names: Sequence[str], limit: int, lease_ms: int) -> list[str | None]:
-        """One of `limit` leases on each of `names`, in one transaction."""
-        now = self.now_ms()
-        taken: list[str | None] = []
+    def acquire_slot(self, name: str, limit: int, lease_ms: int) -> str | None:
+        """One of `limit` leases on `name`."""
+        now, holder = self.now_ms(), new_holder()
         with self._db.transaction() as conn:
-            for name in names:
-                conn.execute("DELETE FROM mod_slots WHERE name = ? AND expires <= ?", (name, now))
-                (count,) = conn.execute("SELECT COUNT(*) FROM mod_slots WHERE name = ?", (name,)).fetchone()
-                holder = new_holder() if count < limit else None
-                if holder is not None:
-                    conn.execute(
-                        "INSERT INTO mod_slots (name, holder, expires) VALUES (?, ?, ?)", (name, holder, now + lease_ms)
-                    )
-                taken.append(holder)
-        return taken
+            conn.execute("DELETE FROM mod_slots WHERE name = ? AND expires <= ?", (name, now))
+            (taken,) = conn.execute("SELECT COUNT(*) FROM mod_slots WHERE name = ?", (name,)).fetchone()
+            if taken >= limit:
+                return None
+            conn.execute(
+                "INSERT INTO mod_slots (name, holder, expires) VALUES (?, ?, ?)", (name, holder, now + lease_ms)
+            )
+            return holder
 
-    def release_slots(self, slots: Sequence[tuple[str, str]]) -> None:
-        """Return leases, in one transaction."""
-        if slots:
-            with self._db.transaction() as conn:
-                conn.executemany("DELETE FROM mod_slots WHERE name = ? AND holder = ?", list(slots))
+    def release_slot(self, name: str, holder: str) -> None:
+        """Return a lease."""
+        with self._db.transaction() as conn:
+            conn.execute("DELETE FROM mod_slots WHERE name = ? AND holder = ?", (name, holder))
 
     def active_cooldowns(self) -> dict[str, float]:
         """Scopes in a cooldown, with remaining seconds."""

@@ -105,13 +105,12 @@ class ModerationState(Protocol):
         """Give the probe up (its answer has been recorded)."""
         ...
 
-    def acquire_slots(self, names: Sequence[str], limit: int, lease_ms: int) -> list[str | None]:
-        """Take one of `limit` leases on each of `names` (each on its own, atomically, in one round trip);
-        a holder id for each lease taken, None where all were taken."""
+    def acquire_slot(self, name: str, limit: int, lease_ms: int) -> str | None:
+        """Take one of `limit` leases on `name`; returns a holder id, or None when all are taken."""
         ...
 
-    def release_slots(self, slots: Sequence[tuple[str, str]]) -> None:
-        """Return leases early: (name, holder) pairs."""
+    def release_slot(self, name: str, holder: str) -> None:
+        """Return a lease early."""
         ...
 
     def active_cooldowns(self) -> dict[str, float]:
@@ -288,25 +287,23 @@ class LocalState:
             if state.probe is not None and state.probe[0] == holder:
                 state.probe = None
 
-    def acquire_slots(self, names: Sequence[str], limit: int, lease_ms: int) -> list[str | None]:
-        """One of `limit` leases on each of `names`."""
+    def acquire_slot(self, name: str, limit: int, lease_ms: int) -> str | None:
+        """One of `limit` leases on `name`."""
         now = self.now_ms()
-        taken: list[str | None] = []
         with self._lock:
-            for name in names:
-                holders = {h: until for h, until in self._slots.get(name, {}).items() if until > now}
-                holder = new_holder() if len(holders) < limit else None
-                if holder is not None:
-                    holders[holder] = now + lease_ms
+            holders = {h: until for h, until in self._slots.get(name, {}).items() if until > now}
+            if len(holders) >= limit:
                 self._slots[name] = holders
-                taken.append(holder)
-        return taken
+                return None
+            holder = new_holder()
+            holders[holder] = now + lease_ms
+            self._slots[name] = holders
+            return holder
 
-    def release_slots(self, slots: Sequence[tuple[str, str]]) -> None:
-        """Return leases."""
+    def release_slot(self, name: str, holder: str) -> None:
+        """Return a lease."""
         with self._lock:
-            for name, holder in slots:
-                self._slots.get(name, {}).pop(holder, None)
+            self._slots.get(name, {}).pop(holder, None)
 
     def active_cooldowns(self) -> dict[str, float]:
         """Scopes in a cooldown and their remaining seconds."""

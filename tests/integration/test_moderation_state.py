@@ -98,33 +98,19 @@ def test_one_probe_and_bounded_slots(state: ModerationState) -> None:
     assert state.try_probe("app", 5_000) is None
     state.end_probe("app", holder)
     assert state.try_probe("app", 5_000) is not None
-    [a] = state.acquire_slots(["customer:acme"], 2, 5_000)
-    [b] = state.acquire_slots(["customer:acme"], 2, 5_000)
-    assert a and b and state.acquire_slots(["customer:acme"], 2, 5_000) == [None]
-    state.release_slots([("customer:acme", a)])
-    assert state.acquire_slots(["customer:acme"], 2, 5_000) != [None]
-
-
-def test_slots_are_taken_and_returned_in_batches_name_by_name(state: ModerationState) -> None:
-    [held] = state.acquire_slots(["customer:b"], 1, 5_000)
-    assert held is not None
-    taken = state.acquire_slots(["customer:a", "customer:b", "customer:c", "customer:a"], 1, 5_000)
-    assert taken[0] is not None and taken[2] is not None
-    assert taken[1] is None, "b's only slot is held"
-    assert taken[3] is None, "a's only slot went to the first entry of this very batch"
-    assert len({taken[0], taken[2], held}) == 3, "every holder id is unique"
-    state.release_slots([("customer:a", taken[0]), ("customer:b", "not-the-holder"), ("customer:c", taken[2])])
-    assert state.acquire_slots(["customer:a", "customer:b", "customer:c"], 1, 5_000)[1] is None, "b is still held"
-    assert state.acquire_slots([], 1, 5_000) == []
-    state.release_slots([])
+    a = state.acquire_slot("customer:acme", 2, 5_000)
+    b = state.acquire_slot("customer:acme", 2, 5_000)
+    assert a and b and state.acquire_slot("customer:acme", 2, 5_000) is None
+    state.release_slot("customer:acme", a)
+    assert state.acquire_slot("customer:acme", 2, 5_000) is not None
 
 
 def test_leases_lapse(state: ModerationState) -> None:
     assert state.try_probe("app", 50) is not None
-    assert state.acquire_slots(["c"], 1, 50) != [None]
+    assert state.acquire_slot("c", 1, 50) is not None
     time.sleep(0.1)
     assert state.try_probe("app", 50) is not None
-    assert state.acquire_slots(["c"], 1, 50) != [None]
+    assert state.acquire_slot("c", 1, 50) is not None
 
 
 def test_no_budget_is_relearned_where_none_was_learned(state: ModerationState) -> None:

@@ -177,31 +177,6 @@ def test_customer_slots_cap_requests_in_flight() -> None:
         pass
 
 
-def test_reserved_slots_serve_one_block_each_and_go_back_in_one_call() -> None:
-    clock = Clock()
-    moderator = _moderator(clock)
-    state = moderator.state
-    with moderator.customer_slot("busy", 1, lease_s=60, budget_s=5):
-        assert moderator.reserve_slots(["acme", "busy", "globex"], 1, lease_s=60) == 2
-    assert moderator.reserve_slots(["acme"], 1, lease_s=60) == 0, "acme is reserved already"
-    calls: list[int] = []
-    release = state.release_slots
-    state.release_slots = lambda slots: (calls.append(len(slots)), release(slots))[1]  # type: ignore[method-assign]
-
-    with moderator.customer_slot("acme", 1, lease_s=60, budget_s=1):
-        pass  # the reserved slot: nothing taken, nothing returned yet
-    assert calls == []
-    assert state.acquire_slots(["customer:acme"], 1, 60_000) == [None], "acme's slot stays held until released"
-    with pytest.raises(ThrottledError), moderator.customer_slot("acme", 1, lease_s=60, budget_s=0.1):
-        pass  # the reservation served one block only
-    moderator.release_reserved()
-    assert calls == [1]
-    assert state.acquire_slots(["customer:globex"], 1, 60_000) == [None], "globex, never used, is still reserved"
-    moderator.release_reserved(unused=True)
-    assert calls == [1, 1]
-    assert None not in state.acquire_slots(["customer:acme", "customer:globex"], 1, 60_000)
-
-
 def test_successes_are_counted_when_the_reading_moves_or_a_hundredth_of_a_window_later() -> None:
     clock = Clock()
     moderator = _moderator(clock)
