@@ -142,7 +142,11 @@ class Poller:
 
         workers = max(1, min(self._concurrency, len(names)))
         try:
-            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="poll") as pool:
+            # Each worker's finished customer gives its slot back with the slot of its next one.
+            with (
+                self._app.moderator.batched_slot_releases(),
+                ThreadPoolExecutor(max_workers=workers, thread_name_prefix="poll") as pool,
+            ):
                 for future in [pool.submit(worker) for _ in range(workers)]:
                     future.result()
         finally:

@@ -108,9 +108,11 @@ class FailSafeState:
         """See `ModerationState`."""
         self._call("end_probe", scope, holder)
 
-    def acquire_slot(self, name: str, limit: int, lease_ms: int) -> str | None:
+    def acquire_slot(
+        self, name: str, limit: int, lease_ms: int, *, releasing: Sequence[tuple[str, str]] = ()
+    ) -> str | None:
         """See `ModerationState`."""
-        result: str | None = self._call("acquire_slot", name, limit, lease_ms)
+        result: str | None = self._call("acquire_slot", name, limit, lease_ms, releasing=releasing)
         return result
 
     def release_slot(self, name: str, holder: str) -> None:

@@ -107,6 +107,10 @@ class Moderator:
         self._gate = threading.Lock()
         self._last_raise: tuple[int, bool, float] | None = None
         self._last_count: tuple[float, float] | None = None
+        self._slot_lock = threading.Lock()
+        self._batching = 0
+        self._released: list[tuple[str, str]] = []
+        """Slots whose request ended, to go back with the next slot taken (inside batched_slot_releases)."""
 
     def acquire(self, scopes: Sequence[str], handling: ThrottleHandling, *, budget_s: float) -> Ticket:
         """Wait until a request on `scopes` (the app scope first) may leave, then log it.
@@ -255,11 +259,23 @@ class Moderator:
     def customer_slot(self, customer: str, limit: int, *, lease_s: float, budget_s: float) -> Iterator[None]:
         """Hold one of `limit` slots for `customer` across every instance while the block runs.
 
-        The slot is a lease: an instance killed mid-request frees it after `lease_s`.
+        The slot is a lease: an instance killed mid-request frees it after `lease_s`. Inside
+        `batched_slot_releases`, the slot goes back with this process's next slot taken (in the same
+        state call) instead of in a call of its own.
         """
-        name = f"customer:{customer}"
+        name, lease_ms = f"customer:{customer}", int(lease_s * 1000)
         start, poll = self._clock(), 0.02
-        while (holder := self.state.acquire_slot(name, limit, int(lease_s * 1000))) is None:
+        while True:
+            with self._slot_lock:
+                releasing, self._released = self._released, []
+            try:
+                holder = self.state.acquire_slot(name, limit, lease_ms, releasing=releasing)
+            except BaseException:
+                with self._slot_lock:
+                    self._released += releasing
+                raise
+            if holder is not None:
+                break
             if self._clock() - start + poll > budget_s:
                 raise ThrottledError(
                     f"customer {customer!r} already has {limit} request(s) in flight "
@@ -272,7 +288,28 @@ class Moderator:
         try:
             yield
         finally:
-            self.state.release_slot(name, holder)
+            with self._slot_lock:
+                deferred = self._batching > 0
+                if deferred:
+                    self._released.append((name, holder))
+            if not deferred:
+                self.state.release_slot(name, holder)
+
+    @contextmanager
+    def batched_slot_releases(self) -> Iterator[None]:
+        """While the block runs, a finished request's slot is returned by the next slot this process takes
+        (a worker going on to its next customer: at once), and whatever is left when the block ends.
+        For a poll cycle, whose workers take a slot per customer one after another."""
+        with self._slot_lock:
+            self._batching += 1
+        try:
+            yield
+        finally:
+            with self._slot_lock:
+                self._batching -= 1
+                left, self._released = (self._released, []) if self._batching == 0 else ([], self._released)
+            for name, holder in left:
+                self.state.release_slot(name, holder)
 
     def release(self, ticket: Ticket) -> None:
         """The attempt ended without an answer about the scopes (a transport error): free its probes."""

@@ -254,10 +254,17 @@ class RedisState:
         """Release the probe if we still hold it."""
         self._run("end_probe", [f"{self._p}modprobe:{scope}"], [holder])
 
-    def acquire_slot(self, name: str, limit: int, lease_ms: int) -> str | None:
-        """One of `limit` leases on `name`."""
+    def acquire_slot(
+        self, name: str, limit: int, lease_ms: int, *, releasing: Sequence[tuple[str, str]] = ()
+    ) -> str | None:
+        """One of `limit` leases on `name`, after returning `releasing` (pipelined: one round trip)."""
         holder = secrets.token_hex(8)
-        taken = self._run("slot", [f"{self._p}slot:{name}"], [limit, lease_ms, holder])
+        with self._cache.errors():
+            pipe = self._cache.client.pipeline(transaction=False)
+            for released, old in releasing:
+                pipe.zrem(f"{self._p}slot:{released}", old)
+            self._scripts["slot"](keys=[f"{self._p}slot:{name}"], args=[limit, lease_ms, holder], client=pipe)
+            taken = pipe.execute()[-1]
         return holder if int(taken) else None
 
     def release_slot(self, name: str, holder: str) -> None:

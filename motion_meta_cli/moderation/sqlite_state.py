@@ -212,18 +212,24 @@ class SQLiteState:
         with self._db.transaction() as conn:
             conn.execute("DELETE FROM mod_probes WHERE scope = ? AND holder = ?", (scope, holder))
 
-    def acquire_slot(self, name: str, limit: int, lease_ms: int) -> str | None:
-        """One of `limit` leases on `name`."""
+    def acquire_slot(
+        self, name: str, limit: int, lease_ms: int, *, releasing: Sequence[tuple[str, str]] = ()
+    ) -> str | None:
+        """One of `limit` leases on `name`, after returning `releasing`, in one transaction."""
         now, holder = self.now_ms(), new_holder()
         with self._db.transaction() as conn:
-            conn.execute("DELETE FROM mod_slots WHERE name = ? AND expires <= ?", (name, now))
-            (taken,) = conn.execute("SELECT COUNT(*) FROM mod_slots WHERE name = ?", (name,)).fetchone()
-            if taken >= limit:
-                return None
-            conn.execute(
-                "INSERT INTO mod_slots (name, holder, expires) VALUES (?, ?, ?)", (name, holder, now + lease_ms)
-            )
-            return holder
+            if releasing:
+                conn.executemany("DELETE FROM mod_slots WHERE name = ? AND holder = ?", list(releasing))
+            # One statement: a lease only if fewer than `limit` live ones exist (lapsed ones don't count).
+            taken = conn.execute(
+                "INSERT INTO mod_slots (name, holder, expires) SELECT ?, ?, ? "
+                "WHERE (SELECT COUNT(*) FROM mod_slots WHERE name = ? AND expires > ?) < ?",
+                (name, holder, now + lease_ms, name, now, limit),
+            ).rowcount
+            if not taken:
+                # Full: clear out lapsed leases (a killed holder's), so they never pile up.
+                conn.execute("DELETE FROM mod_slots WHERE name = ? AND expires <= ?", (name, now))
+            return holder if taken else None
 
     def release_slot(self, name: str, holder: str) -> None:
         """Return a lease."""

@@ -105,8 +105,12 @@ class ModerationState(Protocol):
         """Give the probe up (its answer has been recorded)."""
         ...
 
-    def acquire_slot(self, name: str, limit: int, lease_ms: int) -> str | None:
-        """Take one of `limit` leases on `name`; returns a holder id, or None when all are taken."""
+    def acquire_slot(
+        self, name: str, limit: int, lease_ms: int, *, releasing: Sequence[tuple[str, str]] = ()
+    ) -> str | None:
+        """Take one of `limit` leases on `name`; returns a holder id, or None when all are taken. The
+        `releasing` (name, holder) leases are returned first, in the same step (whether or not one is
+        taken)."""
         ...
 
     def release_slot(self, name: str, holder: str) -> None:
@@ -287,10 +291,14 @@ class LocalState:
             if state.probe is not None and state.probe[0] == holder:
                 state.probe = None
 
-    def acquire_slot(self, name: str, limit: int, lease_ms: int) -> str | None:
-        """One of `limit` leases on `name`."""
+    def acquire_slot(
+        self, name: str, limit: int, lease_ms: int, *, releasing: Sequence[tuple[str, str]] = ()
+    ) -> str | None:
+        """One of `limit` leases on `name`, after returning `releasing`."""
         now = self.now_ms()
         with self._lock:
+            for released, holder in releasing:
+                self._slots.get(released, {}).pop(holder, None)
             holders = {h: until for h, until in self._slots.get(name, {}).items() if until > now}
             if len(holders) >= limit:
                 self._slots[name] = holders

@@ -105,6 +105,16 @@ def test_one_probe_and_bounded_slots(state: ModerationState) -> None:
     assert state.acquire_slot("customer:acme", 2, 5_000) is not None
 
 
+def test_a_slot_is_taken_after_the_ones_being_returned(state: ModerationState) -> None:
+    a = state.acquire_slot("customer:a", 1, 5_000)
+    b = state.acquire_slot("customer:b", 1, 5_000)
+    assert a and b
+    assert state.acquire_slot("customer:a", 1, 5_000, releasing=[("customer:a", a)]) is not None, "a's own slot"
+    assert state.acquire_slot("customer:c", 1, 5_000, releasing=[("customer:b", b), ("customer:x", "nobody")])
+    assert state.acquire_slot("customer:b", 1, 5_000) is not None, "b's slot went back with c's call"
+    assert state.acquire_slot("customer:a", 1, 5_000, releasing=[]) is None, "a is held again"
+
+
 def test_leases_lapse(state: ModerationState) -> None:
     assert state.try_probe("app", 50) is not None
     assert state.acquire_slot("c", 1, 50) is not None

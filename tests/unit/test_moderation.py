@@ -197,3 +197,26 @@ def test_successes_are_counted_when_the_reading_moves_or_a_hundredth_of_a_window
     moderator.succeeded(moderator.acquire([APP_SCOPE], HANDLING, budget_s=10), at[6], HANDLING)
     assert counts[-1] is True, "once a hundredth of a window has passed, the same reading is counted again"
     assert moderator.state.hold([APP_SCOPE]).budget_known, "the counts taught the budget"
+
+
+def test_batched_releases_go_back_with_the_next_slot_taken_and_all_at_the_end() -> None:
+    clock = Clock()
+    moderator = _moderator(clock)
+    state = moderator.state
+    calls: list[str] = []
+    acquire, release = state.acquire_slot, state.release_slot
+    state.acquire_slot = lambda *a, **k: (calls.append("acquire"), acquire(*a, **k))[1]  # type: ignore[method-assign]
+    state.release_slot = lambda *a: (calls.append("release"), release(*a))[1]  # type: ignore[method-assign]
+
+    with moderator.batched_slot_releases():
+        with moderator.customer_slot("acme", 1, lease_s=60, budget_s=5):
+            pass
+        assert state.acquire_slot("customer:acme", 1, 60_000) is None, "acme's slot waits for the next one taken"
+        with moderator.customer_slot("globex", 1, lease_s=60, budget_s=5):
+            assert state.acquire_slot("customer:acme", 1, 60_000, releasing=[]) is not None, "... and went with it"
+        calls.clear()
+    assert calls == ["release"], "globex's slot went back when the batch ended, in a call of its own"
+    assert state.acquire_slot("customer:globex", 1, 60_000) is not None
+    with moderator.customer_slot("initech", 1, lease_s=60, budget_s=5):
+        calls.clear()
+    assert calls == ["release"], "outside a batch every slot goes back at once"
