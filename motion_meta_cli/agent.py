@@ -71,6 +71,11 @@ class MetaUserAgent:
         self._lease_s = slot_lease_s
         self._wait_s = slot_wait_s
 
+    def reserve(self, customers: Sequence[str]) -> None:
+        """Reserve the per-customer slots of a batch about to be fetched in one go (`Moderator.reserve_slots`)."""
+        if self._per_customer is not None:
+            self._requests.moderator.reserve_slots(customers, self._per_customer, lease_s=self._lease_s)
+
     def fetch_me(self, customer: str, fields: Sequence[str] = REQUIRED_FIELDS) -> MetaUser:
         """The user (or Page) that owns `customer`'s token, with `fields` (id and name always)."""
         wanted = normalize_fields(fields)

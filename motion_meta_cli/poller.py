@@ -142,7 +142,8 @@ class Poller:
 
         workers = max(1, min(self._concurrency, len(names)))
         try:
-            # Each worker's finished customer gives its slot back with the slot of its next one.
+            # A finished fetch's slot goes back with the next claim's reservations (or a second later); the
+            # rest, and reservations never used, when the cycle ends, before anything else can fail.
             with (
                 self._app.moderator.batched_slot_releases(),
                 ThreadPoolExecutor(max_workers=workers, thread_name_prefix="poll") as pool,
@@ -163,16 +164,15 @@ class Poller:
 
     def _claim(self, chunk: Sequence[str], slot: int, report: CycleReport) -> list[str]:
         """The customers of `chunk` this instance fetches in `slot`: not rejected, and their lease won
-        (their credentials made ready in bulk)."""
+        (their credentials made ready, and their per-customer slots reserved, in bulk)."""
         rejected = self._app.credentials.rejected_among(chunk)
         wanted = [customer for customer in chunk if customer not in rejected]
         won = [customer for customer, ok in zip(wanted, self._leases(wanted, slot), strict=True) if ok]
-        try:
+        try:  # speed-ups only: on failure each request gets its own token and takes its own slot
             self._app.credentials.prepare(won)
-        except Exception as exc:  # only a speed-up: each request still gets its own token
-            log.warning(
-                "could not prepare the credentials of %d customers (%s); each is read on its own", len(won), exc
-            )
+            self._app.agent.reserve(won)
+        except Exception as exc:
+            log.warning("could not prepare %d customers (%s); each is fetched on its own", len(won), exc)
         with report._lock:
             report.skipped_rejected.extend(customer for customer in chunk if customer in rejected)
             report.taken_elsewhere += len(wanted) - len(won)
@@ -203,8 +203,9 @@ class Poller:
 
 class _Claims:
     """A cycle's work, shared by its workers: customers are claimed CLAIM_BATCH at a time (`Poller._claim`:
-    a round trip each for their rejected marks, leases and credential markers) and handed out one by one
-    to whichever worker is free, so a batch never ties a worker down while others idle."""
+    a round trip each for their rejected marks, leases and credential markers, one state call for their
+    slots) and handed out one by one to whichever worker is free, so a batch never ties a worker down
+    while others idle."""
 
     def __init__(self, names: Iterator[str], claim: Callable[[Sequence[str]], list[str]]) -> None:
         self._names = names

@@ -108,11 +108,11 @@ class FailSafeState:
         """See `ModerationState`."""
         self._call("end_probe", scope, holder)
 
-    def acquire_slot(
-        self, name: str, limit: int, lease_ms: int, *, releasing: Sequence[tuple[str, str]] = ()
-    ) -> str | None:
+    def acquire_slots(
+        self, names: Sequence[str], limit: int, lease_ms: int, *, releasing: Sequence[tuple[str, str]] = ()
+    ) -> list[str | None]:
         """See `ModerationState`."""
-        result: str | None = self._call("acquire_slot", name, limit, lease_ms, releasing=releasing)
+        result: list[str | None] = self._call("acquire_slots", names, limit, lease_ms, releasing=releasing)
         return result
 
     def release_slot(self, name: str, holder: str) -> None:

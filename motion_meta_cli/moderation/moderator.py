@@ -33,6 +33,12 @@ BUDGET_PROBE = "app:budget"
 """The probe that learns the app's budget from the first usage reading, when pacing starts cold."""
 ESTIMATE_MARGIN_PCT = 2.0
 """Share of the window, at its start, within which a success is not counted towards a reading."""
+RESERVATION_FRESH_S = 5.0
+"""A slot reserved for a poll batch serves a request that starts within this long; later, it goes back and
+the request takes a fresh one (so no request leans on a lease that has mostly run)."""
+RELEASE_WITHIN_S = 1.0
+"""Inside a poll cycle, a finished request's slot goes back with the next slot call, or with the first
+request to finish this long after it."""
 COUNTS_PER_WINDOW = 100
 """While the usage reading stays the same, successes are counted towards the budget at most this many
 times per window (each count walks the window's successes)."""
@@ -109,8 +115,11 @@ class Moderator:
         self._last_count: tuple[float, float] | None = None
         self._slot_lock = threading.Lock()
         self._batching = 0
+        self._reserved: dict[str, tuple[str, float]] = {}
+        """Slots reserved for customers about to be fetched: customer -> (holder, when reserved)."""
         self._released: list[tuple[str, str]] = []
-        """Slots whose request ended, to go back with the next slot taken (inside batched_slot_releases)."""
+        """Slots whose request ended, to go back with the next slot call (inside batched_slot_releases)."""
+        self._released_since: float | None = None
 
     def acquire(self, scopes: Sequence[str], handling: ThrottleHandling, *, budget_s: float) -> Ticket:
         """Wait until a request on `scopes` (the app scope first) may leave, then log it.
@@ -259,23 +268,20 @@ class Moderator:
     def customer_slot(self, customer: str, limit: int, *, lease_s: float, budget_s: float) -> Iterator[None]:
         """Hold one of `limit` slots for `customer` across every instance while the block runs.
 
-        The slot is a lease: an instance killed mid-request frees it after `lease_s`. Inside
-        `batched_slot_releases`, the slot goes back with this process's next slot taken (in the same
-        state call) instead of in a call of its own.
+        The slot is a lease: an instance killed mid-request frees it after `lease_s`. A slot reserved
+        (`reserve_slots`) less than RESERVATION_FRESH_S ago is used instead of taking one. Inside
+        `batched_slot_releases` the slot goes back with this process's next slot call, or with the first
+        request to finish RELEASE_WITHIN_S or more after it; otherwise at once.
         """
-        name, lease_ms = f"customer:{customer}", int(lease_s * 1000)
+        name = f"customer:{customer}"
+        with self._slot_lock:
+            reserved = self._reserved.pop(customer, None)
+            if reserved is not None and self._clock() - reserved[1] > RESERVATION_FRESH_S:
+                self._queue_release((name, reserved[0]))  # too old to lean on: give it back, take a new one
+                reserved = None
+        holder = reserved[0] if reserved is not None else None
         start, poll = self._clock(), 0.02
-        while True:
-            with self._slot_lock:
-                releasing, self._released = self._released, []
-            try:
-                holder = self.state.acquire_slot(name, limit, lease_ms, releasing=releasing)
-            except BaseException:
-                with self._slot_lock:
-                    self._released += releasing
-                raise
-            if holder is not None:
-                break
+        while holder is None and (holder := self._slot_call([name], limit, int(lease_s * 1000))[0]) is None:
             if self._clock() - start + poll > budget_s:
                 raise ThrottledError(
                     f"customer {customer!r} already has {limit} request(s) in flight "
@@ -289,17 +295,36 @@ class Moderator:
             yield
         finally:
             with self._slot_lock:
-                deferred = self._batching > 0
-                if deferred:
-                    self._released.append((name, holder))
-            if not deferred:
+                batching = self._batching > 0
+                if batching:
+                    self._queue_release((name, holder))
+                    overdue = self._clock() - (self._released_since or 0) >= RELEASE_WITHIN_S
+            if not batching:
                 self.state.release_slot(name, holder)
+            elif overdue:
+                self._slot_call([], limit, 0)
+
+    def reserve_slots(self, customers: Sequence[str], limit: int, *, lease_s: float) -> int:
+        """Take, where free, a slot for each of `customers` about to be fetched, in one state call that also
+        returns the slots waiting to go back; `customer_slot` uses each (once) within RESERVATION_FRESH_S.
+        Returns how many were taken."""
+        with self._slot_lock:
+            customers = [customer for customer in customers if customer not in self._reserved]
+        lease_ms = int((lease_s + RESERVATION_FRESH_S) * 1000)  # a full lease left for the latest use
+        holders = self._slot_call([f"customer:{customer}" for customer in customers], limit, lease_ms)
+        now = self._clock()
+        with self._slot_lock:
+            for customer, holder in zip(customers, holders, strict=True):
+                if holder is not None:
+                    self._reserved[customer] = (holder, now)
+        return sum(holder is not None for holder in holders)
 
     @contextmanager
     def batched_slot_releases(self) -> Iterator[None]:
-        """While the block runs, a finished request's slot is returned by the next slot this process takes
-        (a worker going on to its next customer: at once), and whatever is left when the block ends.
-        For a poll cycle, whose workers take a slot per customer one after another."""
+        """While the block runs (a poll cycle), a finished request's slot goes back with this process's next
+        slot call (reserving a batch, or taking a slot), or with the first request to finish
+        RELEASE_WITHIN_S or more after it. When the block ends, those left and every reservation not used
+        go back."""
         with self._slot_lock:
             self._batching += 1
         try:
@@ -307,9 +332,31 @@ class Moderator:
         finally:
             with self._slot_lock:
                 self._batching -= 1
-                left, self._released = (self._released, []) if self._batching == 0 else ([], self._released)
-            for name, holder in left:
-                self.state.release_slot(name, holder)
+                if self._batching == 0:
+                    for customer, (holder, _) in self._reserved.items():
+                        self._queue_release((f"customer:{customer}", holder))
+                    self._reserved.clear()
+            self._slot_call([], 1, 0)
+
+    def _queue_release(self, slot: tuple[str, str]) -> None:
+        # Called with the slot lock held.
+        if not self._released:
+            self._released_since = self._clock()
+        self._released.append(slot)
+
+    def _slot_call(self, names: Sequence[str], limit: int, lease_ms: int) -> list[str | None]:
+        """`acquire_slots` for `names`, returning the queued slots in the same call (requeued if it fails)."""
+        with self._slot_lock:
+            releasing, self._released, self._released_since = self._released, [], None
+        if not names and not releasing:
+            return []
+        try:
+            return self.state.acquire_slots(names, limit, lease_ms, releasing=releasing)
+        except BaseException:
+            with self._slot_lock:
+                for slot in releasing:
+                    self._queue_release(slot)
+            raise
 
     def release(self, ticket: Ticket) -> None:
         """The attempt ended without an answer about the scopes (a transport error): free its probes."""

@@ -254,18 +254,21 @@ class RedisState:
         """Release the probe if we still hold it."""
         self._run("end_probe", [f"{self._p}modprobe:{scope}"], [holder])
 
-    def acquire_slot(
-        self, name: str, limit: int, lease_ms: int, *, releasing: Sequence[tuple[str, str]] = ()
-    ) -> str | None:
-        """One of `limit` leases on `name`, after returning `releasing` (pipelined: one round trip)."""
-        holder = secrets.token_hex(8)
+    def acquire_slots(
+        self, names: Sequence[str], limit: int, lease_ms: int, *, releasing: Sequence[tuple[str, str]] = ()
+    ) -> list[str | None]:
+        """ZREMs for `releasing`, then one script call per name: pipelined, one round trip."""
+        holders = [secrets.token_hex(8) for _ in names]
+        if not holders and not releasing:
+            return []
         with self._cache.errors():
             pipe = self._cache.client.pipeline(transaction=False)
             for released, old in releasing:
                 pipe.zrem(f"{self._p}slot:{released}", old)
-            self._scripts["slot"](keys=[f"{self._p}slot:{name}"], args=[limit, lease_ms, holder], client=pipe)
-            taken = pipe.execute()[-1]
-        return holder if int(taken) else None
+            for name, holder in zip(names, holders, strict=True):
+                self._scripts["slot"](keys=[f"{self._p}slot:{name}"], args=[limit, lease_ms, holder], client=pipe)
+            answers = pipe.execute()[len(releasing) :]
+        return [holder if int(ok) else None for holder, ok in zip(holders, answers, strict=True)]
 
     def release_slot(self, name: str, holder: str) -> None:
         """Return a lease."""

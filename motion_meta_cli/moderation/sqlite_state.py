@@ -212,24 +212,28 @@ class SQLiteState:
         with self._db.transaction() as conn:
             conn.execute("DELETE FROM mod_probes WHERE scope = ? AND holder = ?", (scope, holder))
 
-    def acquire_slot(
-        self, name: str, limit: int, lease_ms: int, *, releasing: Sequence[tuple[str, str]] = ()
-    ) -> str | None:
-        """One of `limit` leases on `name`, after returning `releasing`, in one transaction."""
-        now, holder = self.now_ms(), new_holder()
+    def acquire_slots(
+        self, names: Sequence[str], limit: int, lease_ms: int, *, releasing: Sequence[tuple[str, str]] = ()
+    ) -> list[str | None]:
+        """One of `limit` leases on each of `names`, after returning `releasing`, in one transaction."""
+        now = self.now_ms()
+        taken: list[str | None] = []
         with self._db.transaction() as conn:
             if releasing:
                 conn.executemany("DELETE FROM mod_slots WHERE name = ? AND holder = ?", list(releasing))
-            # One statement: a lease only if fewer than `limit` live ones exist (lapsed ones don't count).
-            taken = conn.execute(
-                "INSERT INTO mod_slots (name, holder, expires) SELECT ?, ?, ? "
-                "WHERE (SELECT COUNT(*) FROM mod_slots WHERE name = ? AND expires > ?) < ?",
-                (name, holder, now + lease_ms, name, now, limit),
-            ).rowcount
-            if not taken:
-                # Full: clear out lapsed leases (a killed holder's), so they never pile up.
-                conn.execute("DELETE FROM mod_slots WHERE name = ? AND expires <= ?", (name, now))
-            return holder if taken else None
+            for name in names:
+                holder = new_holder()
+                # One statement: a lease only if fewer than `limit` live ones exist (lapsed ones don't count).
+                inserted = conn.execute(
+                    "INSERT INTO mod_slots (name, holder, expires) SELECT ?, ?, ? "
+                    "WHERE (SELECT COUNT(*) FROM mod_slots WHERE name = ? AND expires > ?) < ?",
+                    (name, holder, now + lease_ms, name, now, limit),
+                ).rowcount
+                if not inserted:
+                    # Full: clear out lapsed leases (a killed holder's), so they never pile up.
+                    conn.execute("DELETE FROM mod_slots WHERE name = ? AND expires <= ?", (name, now))
+                taken.append(holder if inserted else None)
+        return taken
 
     def release_slot(self, name: str, holder: str) -> None:
         """Return a lease."""

@@ -105,12 +105,12 @@ class ModerationState(Protocol):
         """Give the probe up (its answer has been recorded)."""
         ...
 
-    def acquire_slot(
-        self, name: str, limit: int, lease_ms: int, *, releasing: Sequence[tuple[str, str]] = ()
-    ) -> str | None:
-        """Take one of `limit` leases on `name`; returns a holder id, or None when all are taken. The
-        `releasing` (name, holder) leases are returned first, in the same step (whether or not one is
-        taken)."""
+    def acquire_slots(
+        self, names: Sequence[str], limit: int, lease_ms: int, *, releasing: Sequence[tuple[str, str]] = ()
+    ) -> list[str | None]:
+        """Return the `releasing` (name, holder) leases, then take one of `limit` leases on each of `names`
+        (each on its own, in order), in one atomic step where the backend allows: a holder id for each
+        lease taken, None where all were taken."""
         ...
 
     def release_slot(self, name: str, holder: str) -> None:
@@ -291,22 +291,23 @@ class LocalState:
             if state.probe is not None and state.probe[0] == holder:
                 state.probe = None
 
-    def acquire_slot(
-        self, name: str, limit: int, lease_ms: int, *, releasing: Sequence[tuple[str, str]] = ()
-    ) -> str | None:
-        """One of `limit` leases on `name`, after returning `releasing`."""
+    def acquire_slots(
+        self, names: Sequence[str], limit: int, lease_ms: int, *, releasing: Sequence[tuple[str, str]] = ()
+    ) -> list[str | None]:
+        """One of `limit` leases on each of `names`, after returning `releasing`."""
         now = self.now_ms()
+        taken: list[str | None] = []
         with self._lock:
-            for released, holder in releasing:
-                self._slots.get(released, {}).pop(holder, None)
-            holders = {h: until for h, until in self._slots.get(name, {}).items() if until > now}
-            if len(holders) >= limit:
+            for released, old in releasing:
+                self._slots.get(released, {}).pop(old, None)
+            for name in names:
+                holders = {h: until for h, until in self._slots.get(name, {}).items() if until > now}
+                holder = new_holder() if len(holders) < limit else None
+                if holder is not None:
+                    holders[holder] = now + lease_ms
                 self._slots[name] = holders
-                return None
-            holder = new_holder()
-            holders[holder] = now + lease_ms
-            self._slots[name] = holders
-            return holder
+                taken.append(holder)
+        return taken
 
     def release_slot(self, name: str, holder: str) -> None:
         """Return a lease."""

@@ -98,29 +98,34 @@ def test_one_probe_and_bounded_slots(state: ModerationState) -> None:
     assert state.try_probe("app", 5_000) is None
     state.end_probe("app", holder)
     assert state.try_probe("app", 5_000) is not None
-    a = state.acquire_slot("customer:acme", 2, 5_000)
-    b = state.acquire_slot("customer:acme", 2, 5_000)
-    assert a and b and state.acquire_slot("customer:acme", 2, 5_000) is None
+    [a] = state.acquire_slots(["customer:acme"], 2, 5_000)
+    [b] = state.acquire_slots(["customer:acme"], 2, 5_000)
+    assert a and b and state.acquire_slots(["customer:acme"], 2, 5_000) == [None]
     state.release_slot("customer:acme", a)
-    assert state.acquire_slot("customer:acme", 2, 5_000) is not None
+    assert state.acquire_slots(["customer:acme"], 2, 5_000) != [None]
 
 
-def test_a_slot_is_taken_after_the_ones_being_returned(state: ModerationState) -> None:
-    a = state.acquire_slot("customer:a", 1, 5_000)
-    b = state.acquire_slot("customer:b", 1, 5_000)
-    assert a and b
-    assert state.acquire_slot("customer:a", 1, 5_000, releasing=[("customer:a", a)]) is not None, "a's own slot"
-    assert state.acquire_slot("customer:c", 1, 5_000, releasing=[("customer:b", b), ("customer:x", "nobody")])
-    assert state.acquire_slot("customer:b", 1, 5_000) is not None, "b's slot went back with c's call"
-    assert state.acquire_slot("customer:a", 1, 5_000, releasing=[]) is None, "a is held again"
+def test_slots_are_taken_in_batches_after_the_ones_being_returned(state: ModerationState) -> None:
+    [held] = state.acquire_slots(["customer:b"], 1, 5_000)
+    assert held is not None
+    taken = state.acquire_slots(["customer:a", "customer:b", "customer:c", "customer:a"], 1, 5_000)
+    assert taken[0] is not None and taken[2] is not None
+    assert taken[1] is None, "b's only slot is held"
+    assert taken[3] is None, "a's only slot went to the first entry of this very batch"
+    assert len({taken[0], taken[2], held}) == 3, "every holder id is unique"
+    again = state.acquire_slots(["customer:b"], 1, 5_000, releasing=[("customer:b", held), ("customer:x", "nobody")])
+    assert again[0] is not None, "b's slot went back first, in the same call"
+    assert state.acquire_slots([], 1, 5_000, releasing=[("customer:a", str(taken[0]))]) == []
+    assert state.acquire_slots(["customer:a", "customer:b"], 1, 5_000) != [None, None]
+    assert state.acquire_slots(["customer:a", "customer:b"], 1, 5_000) == [None, None]
 
 
 def test_leases_lapse(state: ModerationState) -> None:
     assert state.try_probe("app", 50) is not None
-    assert state.acquire_slot("c", 1, 50) is not None
+    assert state.acquire_slots(["c"], 1, 50) != [None]
     time.sleep(0.1)
     assert state.try_probe("app", 50) is not None
-    assert state.acquire_slot("c", 1, 50) is not None
+    assert state.acquire_slots(["c"], 1, 50) != [None]
 
 
 def test_no_budget_is_relearned_where_none_was_learned(state: ModerationState) -> None:

@@ -8,7 +8,13 @@ from motion_meta_cli.config import MetaPlatformConfig, ThrottleHandling
 from motion_meta_cli.errors import ThrottledError
 from motion_meta_cli.meta import Classification, ErrorKind, ScopeKind, ThrottleScope, Usage, UsageCounters
 from motion_meta_cli.moderation.capacity import estimate_capacity
-from motion_meta_cli.moderation.moderator import APP_SCOPE, BUDGET_PROBE, Moderator
+from motion_meta_cli.moderation.moderator import (
+    APP_SCOPE,
+    BUDGET_PROBE,
+    RELEASE_WITHIN_S,
+    RESERVATION_FRESH_S,
+    Moderator,
+)
 from motion_meta_cli.moderation.state import UNMETERED, AdmitRule, LocalState, admission_wait, merged_capacity
 from motion_meta_cli.policy import RetryPolicy
 
@@ -199,24 +205,64 @@ def test_successes_are_counted_when_the_reading_moves_or_a_hundredth_of_a_window
     assert moderator.state.hold([APP_SCOPE]).budget_known, "the counts taught the budget"
 
 
+def test_a_fresh_reservation_serves_one_request_and_a_stale_one_is_replaced() -> None:
+    clock = Clock()
+    moderator = _moderator(clock)
+    state = moderator.state
+    with moderator.batched_slot_releases():
+        with moderator.customer_slot("busy", 1, lease_s=60, budget_s=5):
+            assert moderator.reserve_slots(["acme", "busy", "globex"], 1, lease_s=60) == 2
+        assert moderator.reserve_slots(["acme"], 1, lease_s=60) == 0, "acme is reserved already"
+        calls: list[tuple[int, int]] = []
+        acquire = state.acquire_slots
+
+        def counting(names: list[str], limit: int, lease_ms: int, *, releasing: list[tuple[str, str]] = ()) -> list:
+            calls.append((len(names), len(releasing)))
+            return acquire(names, limit, lease_ms, releasing=releasing)
+
+        state.acquire_slots = counting  # type: ignore[method-assign]
+        with moderator.customer_slot("acme", 1, lease_s=60, budget_s=1):
+            pass
+        assert calls == [], "the reservation served: no state call"
+        assert acquire(["customer:acme"], 1, 60_000) == [None], "the finished slot waits for the next call"
+        clock.now += RESERVATION_FRESH_S + 1
+        with moderator.customer_slot("globex", 1, lease_s=60, budget_s=1):
+            assert calls == [(1, 2)], "globex's stale reservation and acme's slot went back as it took a new one"
+    assert None not in acquire(["customer:acme", "customer:globex", "customer:busy"], 1, 60_000), "all back"
+
+
+def test_a_finished_slot_goes_back_once_another_request_ends_a_second_later() -> None:
+    clock = Clock()
+    moderator = _moderator(clock)
+    state = moderator.state
+    with moderator.batched_slot_releases():
+        with moderator.customer_slot("acme", 1, lease_s=60, budget_s=5):
+            with moderator.customer_slot("globex", 1, lease_s=60, budget_s=5):
+                pass
+            assert state.acquire_slots(["customer:globex"], 1, 60_000) == [None], "queued, not yet back"
+            clock.now += RELEASE_WITHIN_S
+        # acme ended a second after globex was queued: both went back with it, before the batch ended
+        assert None not in state.acquire_slots(["customer:acme", "customer:globex"], 1, 60_000)
+
+
 def test_batched_releases_go_back_with_the_next_slot_taken_and_all_at_the_end() -> None:
     clock = Clock()
     moderator = _moderator(clock)
     state = moderator.state
     calls: list[str] = []
-    acquire, release = state.acquire_slot, state.release_slot
-    state.acquire_slot = lambda *a, **k: (calls.append("acquire"), acquire(*a, **k))[1]  # type: ignore[method-assign]
+    acquire, release = state.acquire_slots, state.release_slot
+    state.acquire_slots = lambda *a, **k: (calls.append("acquire"), acquire(*a, **k))[1]  # type: ignore[method-assign]
     state.release_slot = lambda *a: (calls.append("release"), release(*a))[1]  # type: ignore[method-assign]
 
     with moderator.batched_slot_releases():
         with moderator.customer_slot("acme", 1, lease_s=60, budget_s=5):
             pass
-        assert state.acquire_slot("customer:acme", 1, 60_000) is None, "acme's slot waits for the next one taken"
+        assert acquire(["customer:acme"], 1, 60_000) == [None], "acme's slot waits for the next one taken"
         with moderator.customer_slot("globex", 1, lease_s=60, budget_s=5):
-            assert state.acquire_slot("customer:acme", 1, 60_000, releasing=[]) is not None, "... and went with it"
+            assert acquire(["customer:acme"], 1, 60_000, releasing=[]) != [None], "... and went with it"
         calls.clear()
-    assert calls == ["release"], "globex's slot went back when the batch ended, in a call of its own"
-    assert state.acquire_slot("customer:globex", 1, 60_000) is not None
+    assert calls == ["acquire"], "globex's slot went back when the batch ended, in one call"
+    assert acquire(["customer:globex"], 1, 60_000) != [None]
     with moderator.customer_slot("initech", 1, lease_s=60, budget_s=5):
         calls.clear()
     assert calls == ["release"], "outside a batch every slot goes back at once"

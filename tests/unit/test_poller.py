@@ -70,7 +70,7 @@ def test_a_cycle_fetches_what_it_wins_skips_the_rejected_and_leaves_the_leased(a
     assert all(app.store.latest(name) is not None for name in expected)
     assert app.store.latest(elsewhere[0]) is None
     state = app.moderator.state
-    assert all(state.acquire_slot(f"customer:{name}", 1, 60_000) for name in CUSTOMERS), "every slot given back"
+    assert None not in state.acquire_slots([f"customer:{n}" for n in CUSTOMERS], 1, 60_000), "all slots back"
 
 
 @responses.activate
@@ -117,7 +117,7 @@ def test_a_stop_mid_cycle_sends_nothing_more_and_counts_the_rest_as_not_started(
     assert report.failed == {}
     assert all(app.store.latest(name) is not None for name in report.fetched), "fetched means stored"
     state = app.moderator.state
-    assert all(state.acquire_slot(f"customer:{name}", 1, 60_000) for name in CUSTOMERS), "every slot given back"
+    assert None not in state.acquire_slots([f"customer:{n}" for n in CUSTOMERS], 1, 60_000), "all slots back"
 
 
 @responses.activate
@@ -136,6 +136,20 @@ def test_a_batch_whose_credentials_cannot_be_prepared_is_still_fetched(app: AppH
     assert len(calls) > 2
     assert sorted(report.fetched) == CUSTOMERS, "preparing is a speed-up: each request read its own token"
     assert report.failed == {}
+
+
+@responses.activate
+def test_a_store_that_fails_at_the_end_of_a_cycle_leaves_no_slot_taken(app: AppHandler) -> None:
+    responses.get(ME, json={"id": "1", "name": "User"})
+
+    def broken(results: object) -> None:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    app.store.save_results = broken  # type: ignore[method-assign]
+    with pytest.raises(sqlite3.OperationalError):
+        Poller(app, interval_s=30, concurrency=4).run_cycle(SLOT, 1, threading.Event())
+    state = app.moderator.state
+    assert None not in state.acquire_slots([f"customer:{n}" for n in CUSTOMERS], 1, 60_000), "all slots back"
 
 
 class FakeWall:
