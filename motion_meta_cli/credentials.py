@@ -213,12 +213,9 @@ class CredentialsManager:
             return True
         return True
 
-    def is_rejected(self, customer: str) -> bool:
-        """True while the token version Meta rejected is still the current one (its marker unchanged)."""
-        return customer in self.rejected_among([customer])
-
     def rejected_among(self, customers: Sequence[str]) -> set[str]:
-        """Those of `customers` that `is_rejected`, in one or two cache round trips (none when the cache is down)."""
+        """Those of `customers` whose rejected token version is still the current one (its marker unchanged),
+        in one or two cache round trips (none when the cache is down)."""
         try:
             rejected = self._cache.get_many([REJECTED_PREFIX + customer for customer in customers])
             marked = {customer: version for customer, version in zip(customers, rejected, strict=True) if version}

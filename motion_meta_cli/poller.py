@@ -37,8 +37,8 @@ log = logging.getLogger(__name__)
 
 LEASE_PREFIX = "poll:lease:"
 CLAIM_BATCH = 16
-"""Customers claimed per cache round trip (leases, rejected marks, credential markers), and results stored
-per transaction. An instance killed mid-cycle leaves at most this many claimed customers unfetched, and
+"""Customers claimed per cache round trip (leases, rejected marks, credential markers, slots), and results
+stored per transaction. An instance killed mid-cycle leaves at most this many claimed customers unfetched, and
 this many fetched results unstored, for the next slot to fetch again."""
 
 

@@ -115,10 +115,6 @@ class FailSafeState:
         result: list[str | None] = self._call("acquire_slots", names, limit, lease_ms, releasing=releasing)
         return result
 
-    def release_slot(self, name: str, holder: str) -> None:
-        """See `ModerationState`."""
-        self._call("release_slot", name, holder)
-
     def active_cooldowns(self) -> dict[str, float]:
         """See `ModerationState`."""
         result: dict[str, float] = self._call("active_cooldowns")

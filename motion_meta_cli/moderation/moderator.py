@@ -295,13 +295,9 @@ class Moderator:
             yield
         finally:
             with self._slot_lock:
-                batching = self._batching > 0
-                if batching:
-                    self._queue_release((name, holder))
-                    overdue = self._clock() - (self._released_since or 0) >= RELEASE_WITHIN_S
-            if not batching:
-                self.state.release_slot(name, holder)
-            elif overdue:
+                self._queue_release((name, holder))
+                due = not self._batching or self._clock() - (self._released_since or 0) >= RELEASE_WITHIN_S
+            if due:
                 self._slot_call([], limit, 0)
 
     def reserve_slots(self, customers: Sequence[str], limit: int, *, lease_s: float) -> int:

@@ -270,11 +270,6 @@ class RedisState:
             answers = pipe.execute()[len(releasing) :]
         return [holder if int(ok) else None for holder, ok in zip(holders, answers, strict=True)]
 
-    def release_slot(self, name: str, holder: str) -> None:
-        """Return a lease."""
-        with self._cache.errors():
-            self._cache.client.zrem(f"{self._p}slot:{name}", holder)
-
     def active_cooldowns(self) -> dict[str, float]:
         """Scopes in a cooldown, with remaining seconds."""
         pattern = f"{self._p}mod:*"

@@ -235,11 +235,6 @@ class SQLiteState:
                 taken.append(holder if inserted else None)
         return taken
 
-    def release_slot(self, name: str, holder: str) -> None:
-        """Return a lease."""
-        with self._db.transaction() as conn:
-            conn.execute("DELETE FROM mod_slots WHERE name = ? AND holder = ?", (name, holder))
-
     def active_cooldowns(self) -> dict[str, float]:
         """Scopes in a cooldown, with remaining seconds."""
         now = self.now_ms()

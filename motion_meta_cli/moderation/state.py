@@ -113,10 +113,6 @@ class ModerationState(Protocol):
         lease taken, None where all were taken."""
         ...
 
-    def release_slot(self, name: str, holder: str) -> None:
-        """Return a lease early."""
-        ...
-
     def active_cooldowns(self) -> dict[str, float]:
         """Every scope in a cooldown, with its remaining seconds (for display)."""
         ...
@@ -308,11 +304,6 @@ class LocalState:
                 self._slots[name] = holders
                 taken.append(holder)
         return taken
-
-    def release_slot(self, name: str, holder: str) -> None:
-        """Return a lease."""
-        with self._lock:
-            self._slots.get(name, {}).pop(holder, None)
 
     def active_cooldowns(self) -> dict[str, float]:
         """Scopes in a cooldown and their remaining seconds."""

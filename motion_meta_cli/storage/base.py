@@ -50,12 +50,9 @@ class Cache(Protocol):
         """Remove the key; True when it existed."""
         ...
 
-    def add(self, key: str, value: str, ttl_s: float) -> bool:
-        """Store `value` only if the key is absent (or expired), atomically; True when this call stored it."""
-        ...
-
     def add_many(self, keys: Sequence[str], value: str, ttl_s: float) -> list[bool]:
-        """`add` for each key in one round trip (each key on its own, atomically); True where this call stored it."""
+        """Store `value` under each key that is absent (or expired), each key on its own and atomically, in one
+        round trip; True where this call stored it."""
         ...
 
     def get_many(self, keys: Sequence[str]) -> list[str | None]:

@@ -72,11 +72,6 @@ class RedisCache:
         with self._errors():
             return bool(self._client.delete(self.prefix + key))
 
-    def add(self, key: str, value: str, ttl_s: float) -> bool:
-        """SET NX with a TTL: True when this call stored it."""
-        with self._errors():
-            return bool(self._client.set(self.prefix + key, value, nx=True, px=max(1, int(ttl_s * 1000))))
-
     def add_many(self, keys: Sequence[str], value: str, ttl_s: float) -> list[bool]:
         """One pipelined SET NX per key (each atomic on its own), in one round trip."""
         with self._errors():

@@ -122,12 +122,8 @@ class SQLiteCache:
             conn.execute("DELETE FROM cache WHERE expires_at IS NOT NULL AND expires_at <= ?", (self._clock(),))
             return cur.rowcount > 0
 
-    def add(self, key: str, value: str, ttl_s: float) -> bool:
-        """Store `value` only if the key is absent or expired; True when this call stored it."""
-        return self.add_many([key], value, ttl_s)[0]
-
     def add_many(self, keys: Sequence[str], value: str, ttl_s: float) -> list[bool]:
-        """`add` for each key, all in one transaction."""
+        """Store `value` under each key that is absent or expired, in one transaction; True where stored."""
         now = self._clock()
         with self._db.transaction() as conn:
             stored = []

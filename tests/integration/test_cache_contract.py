@@ -47,14 +47,14 @@ def open_cache(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[OpenC
 
 def test_add_stores_only_when_absent(open_cache: OpenCache) -> None:
     cache = open_cache()
-    assert cache.add("lease", "first", ttl_s=30) is True
-    assert cache.add("lease", "second", ttl_s=30) is False
+    assert cache.add_many(["lease"], "first", ttl_s=30) == [True]
+    assert cache.add_many(["lease"], "second", ttl_s=30) == [False]
     assert cache.get("lease") == "first"
 
 
 def test_add_takes_over_an_expired_key_but_never_a_permanent_one(open_cache: OpenCache) -> None:
     cache = open_cache()
-    assert cache.add("short", "old", ttl_s=0.05) is True
+    assert cache.add_many(["short"], "old", ttl_s=0.05) == [True]
     cache.set("forever", "kept")
     time.sleep(0.2)
     assert cache.add_many(["short", "forever"], "new", ttl_s=30) == [True, False]

@@ -101,7 +101,7 @@ def test_one_probe_and_bounded_slots(state: ModerationState) -> None:
     [a] = state.acquire_slots(["customer:acme"], 2, 5_000)
     [b] = state.acquire_slots(["customer:acme"], 2, 5_000)
     assert a and b and state.acquire_slots(["customer:acme"], 2, 5_000) == [None]
-    state.release_slot("customer:acme", a)
+    state.acquire_slots([], 2, 5_000, releasing=[("customer:acme", a)])
     assert state.acquire_slots(["customer:acme"], 2, 5_000) != [None]
 
 

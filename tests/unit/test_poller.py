@@ -55,7 +55,7 @@ def test_a_cycle_fetches_what_it_wins_skips_the_rejected_and_leaves_the_leased(a
     responses.get(ME, json={"id": "1", "name": "User"})
     elsewhere = CUSTOMERS[3:6]
     for name in elsewhere:  # another instance holds these leases for this slot
-        assert app.cache.add(f"{LEASE_PREFIX}{SLOT}:{name}", "other-instance", 60)
+        assert app.cache.add_many([f"{LEASE_PREFIX}{SLOT}:{name}"], "other-instance", 60) == [True]
     app.credentials.token(CUSTOMERS[0])
     assert app.credentials.mark_rejected(CUSTOMERS[0])
 
