@@ -56,25 +56,9 @@ class MetaUserAgent:
     user = agent.fetch_me("acme", fields=("id", "name", "email"))
     """
 
-    def __init__(
-        self,
-        requests: MetaRequestManager,
-        credentials: CredentialsManager,
-        *,
-        in_flight_per_customer: int | None = None,
-        slot_lease_s: float = 300.0,
-        slot_wait_s: float = 120.0,
-    ) -> None:
+    def __init__(self, requests: MetaRequestManager, credentials: CredentialsManager) -> None:
         self._requests = requests
         self._credentials = credentials
-        self._per_customer = in_flight_per_customer
-        self._lease_s = slot_lease_s
-        self._wait_s = slot_wait_s
-
-    def reserve(self, customers: Sequence[str]) -> None:
-        """Reserve the per-customer slots of a batch about to be fetched in one go (`Moderator.reserve_slots`)."""
-        if self._per_customer is not None:
-            self._requests.moderator.reserve_slots(customers, self._per_customer, lease_s=self._lease_s)
 
     def fetch_me(self, customer: str, fields: Sequence[str] = REQUIRED_FIELDS) -> MetaUser:
         """The user (or Page) that owns `customer`'s token, with `fields` (id and name always)."""
@@ -92,9 +76,4 @@ class MetaUserAgent:
                     f"Meta's answer for {customer!r} is not a user profile ({where}: {problem['msg'].lower()})"
                 ) from None
 
-        if self._per_customer is None:
-            return self._credentials.call(customer, request)
-        with self._requests.moderator.customer_slot(
-            customer, self._per_customer, lease_s=self._lease_s, budget_s=self._wait_s
-        ):
-            return self._credentials.call(customer, request)
+        return self._credentials.call(customer, request)

@@ -25,6 +25,8 @@ from motion_meta_cli.credentials import CredentialsManager
 from motion_meta_cli.errors import MissingCredentialsError, UnknownCustomerError
 from motion_meta_cli.models import FetchResult
 from motion_meta_cli.moderation.moderator import Moderator
+from motion_meta_cli.moderation.rules import probe_ttl_ms
+from motion_meta_cli.moderation.slots import CustomerSlots
 from motion_meta_cli.request_manager import MetaRequestManager
 from motion_meta_cli.service import MetaUserService
 from motion_meta_cli.storage.base import Cache, CustomerStore, SecretsStore
@@ -77,8 +79,19 @@ class AppHandler:
 
     @cached_property
     def moderator(self) -> Moderator:
-        """Shared self-moderation, kept in the cache."""
-        return Moderator(build_moderation(self.cache), sleep=self._sleep)
+        """Shared self-moderation, kept beside the cache."""
+        return Moderator(build_moderation(self.settings, self.cache), sleep=self._sleep)
+
+    @cached_property
+    def slots(self) -> CustomerSlots:
+        """The per-customer cap on requests in flight, in the moderation state; a slot lasts one attempt."""
+        retry = self.settings.platform_for("me").retry
+        return CustomerSlots(
+            self.moderator.state,
+            limit=self.settings.services_meta_user_concurrent_requests,
+            lease_s=probe_ttl_ms(retry.connect_timeout_s, retry.read_timeout_s) / 1000,
+            sleep=self._sleep,
+        )
 
     @cached_property
     def requests(self) -> MetaRequestManager:
@@ -90,21 +103,14 @@ class AppHandler:
             max_connections=self.settings.motion_meta_concurrency,
             session=self._session,
             moderator=self.moderator,
+            slots=self.slots,
             sleep=self._sleep,
         )
 
     @cached_property
     def agent(self) -> MetaUserAgent:
         """Fetches `/me` with a customer's credentials."""
-        me = self.settings.platform_for("me")
-        per_attempt = me.retry.connect_timeout_s + me.retry.read_timeout_s + me.retry.backoff_cap_s
-        return MetaUserAgent(
-            self.requests,
-            self.credentials,
-            in_flight_per_customer=self.settings.services_meta_user_concurrent_requests,
-            slot_lease_s=me.throttle.give_up_after_s + me.retry.max_attempts * per_attempt,
-            slot_wait_s=me.throttle.give_up_after_s,
-        )
+        return MetaUserAgent(self.requests, self.credentials)
 
     @cached_property
     def service(self) -> MetaUserService:
@@ -137,6 +143,10 @@ class AppHandler:
         built = self.__dict__
         if "requests" in built:
             self.requests.close()
+        if "moderator" in built:
+            close = getattr(self.moderator.state, "close", None)
+            if close is not None:
+                close()
         for name in ("cache", "store"):
             if name in built:
                 built[name].close()

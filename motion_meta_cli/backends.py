@@ -62,15 +62,15 @@ def build_secrets(settings: Settings) -> SecretsStore:
     return AwsSecretsStore(backend.target)
 
 
-def build_moderation(cache: Cache) -> ModerationState:
-    """Shared moderation in the cache: SQLite tables on one machine, Lua on Redis with an in-process fallback."""
-    from motion_meta_cli.storage.sqlite_cache import SQLiteCache
-
-    if isinstance(cache, SQLiteCache):
-        from motion_meta_cli.moderation.sqlite_state import SQLiteState
-
-        return SQLiteState(cache)
+def build_moderation(settings: Settings, cache: Cache) -> ModerationState:
+    """Moderation shared beside the cache: a SQLite file next to a SQLite cache, or Redis; either way with an
+    in-process fallback while it cannot be reached."""
     from motion_meta_cli.moderation.failsafe import FailSafeState
+
+    if settings.cache_backend.scheme == "sqlite":
+        from motion_meta_cli.moderation.sqlite_state import SQLiteState, moderation_path
+
+        return FailSafeState(SQLiteState(moderation_path(Path(settings.cache_backend.target))))
     from motion_meta_cli.moderation.redis_state import RedisState
     from motion_meta_cli.storage.redis_cache import RedisCache
 

@@ -103,8 +103,9 @@ class ThrottleHandling(BaseModel):
     """First pause after a throttle without an ETA (default window/60: 60 s for Meta's hour)."""
     pause_cap_s: Annotated[float, Field(gt=0)] | None = None
     """Longest pause without an ETA; consecutive throttles double it up to this (default window/4)."""
-    reading_ttl_s: Annotated[float, Field(gt=0)] | None = None
-    """How long a usage reading counts (default: one window)."""
+    pause_max_s: Annotated[float, Field(gt=0, le=7 * 86400)] = 10800.0
+    """Longest pause of all, Meta's ETA included: a longer ETA is cut to this and logged (Meta documents
+    blocks of up to an hour)."""
     window_guard_pct: Annotated[float, Field(ge=0, le=50)] = 5.0
     """Our sends stay counted this much longer than a window: they reach Meta a little after we log them."""
     give_up_after_s: Annotated[float, Field(ge=0)] = 120.0
@@ -121,9 +122,9 @@ class ThrottleHandling(BaseModel):
         return self.pause_cap_s if self.pause_cap_s is not None else self.window_s / 4
 
     @property
-    def reading_valid_s(self) -> float:
-        """How long a usage reading (and the budget learned from it) stays valid."""
-        return self.reading_ttl_s if self.reading_ttl_s is not None else self.window_s
+    def max_s(self) -> float:
+        """The ceiling on every pause; never below the cap."""
+        return max(self.pause_max_s, self.cap_s)
 
     @property
     def counted_window_s(self) -> float:

@@ -142,12 +142,7 @@ class Poller:
 
         workers = max(1, min(self._concurrency, len(names)))
         try:
-            # A finished fetch's slot goes back with the next claim's reservations (or a second later); the
-            # rest, and reservations never used, when the cycle ends, before anything else can fail.
-            with (
-                self._app.moderator.batched_slot_releases(),
-                ThreadPoolExecutor(max_workers=workers, thread_name_prefix="poll") as pool,
-            ):
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="poll") as pool:
                 for future in [pool.submit(worker) for _ in range(workers)]:
                     future.result()
         finally:
@@ -164,13 +159,12 @@ class Poller:
 
     def _claim(self, chunk: Sequence[str], slot: int, report: CycleReport) -> list[str]:
         """The customers of `chunk` this instance fetches in `slot`: not rejected, and their lease won
-        (their credentials made ready, and their per-customer slots reserved, in bulk)."""
+        (their credentials made ready in bulk)."""
         rejected = self._app.credentials.rejected_among(chunk)
         wanted = [customer for customer in chunk if customer not in rejected]
         won = [customer for customer, ok in zip(wanted, self._leases(wanted, slot), strict=True) if ok]
-        try:  # speed-ups only: on failure each request gets its own token and takes its own slot
+        try:  # a speed-up only: on failure each request gets its own token
             self._app.credentials.prepare(won)
-            self._app.agent.reserve(won)
         except Exception as exc:
             log.warning("could not prepare %d customers (%s); each is fetched on its own", len(won), exc)
         with report._lock:

@@ -15,7 +15,8 @@ import json
 import logging
 import random as _random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -44,7 +45,10 @@ from motion_meta_cli.meta import (
     classify_response,
     parse_usage,
 )
-from motion_meta_cli.moderation.moderator import APP_SCOPE, Moderator
+from motion_meta_cli.moderation.moderator import Moderator
+from motion_meta_cli.moderation.rules import APP
+from motion_meta_cli.moderation.rules import probe_ttl_ms as probe_ttl
+from motion_meta_cli.moderation.slots import CustomerSlots
 from motion_meta_cli.moderation.state import LocalState
 from motion_meta_cli.policy import RetryAfter, RetryPolicy
 
@@ -64,23 +68,17 @@ class MetaResponse:
     elapsed_s: float = 0.0
 
 
-def scope_key(scope: ThrottleScope, customer: str | None) -> str:
+def scope_key(scope: ThrottleScope, customer: str) -> str:
     """The cooldown key of a throttle scope; user-level scopes are keyed by customer."""
-    who = customer or "unknown"
     if scope.kind is ScopeKind.APP:
-        return APP_SCOPE
+        return APP
     if scope.kind is ScopeKind.USER:
-        return f"user:{who}"
+        return f"user:{customer}"
     if scope.kind is ScopeKind.BUSINESS_USE_CASE:
         return f"buc:{scope.key or 'unknown'}"
     if scope.kind is ScopeKind.AD_ACCOUNT:
-        return f"ad_account:{scope.key or who}"
-    return f"page:{scope.key or who}"
-
-
-def request_scopes(customer: str | None) -> set[str]:
-    """The scopes every request of `customer` falls under before Meta says more: the app and the token."""
-    return {APP_SCOPE, f"user:{customer or 'unknown'}"}
+        return f"ad_account:{scope.key or customer}"
+    return f"page:{scope.key or customer}"
 
 
 class MetaRequestManager:
@@ -95,6 +93,7 @@ class MetaRequestManager:
         max_connections: int = 8,
         session: requests.Session | None = None,
         moderator: Moderator | None = None,
+        slots: CustomerSlots | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         random: Callable[[], float] = _random.random,
@@ -105,7 +104,8 @@ class MetaRequestManager:
         self._sleep = sleep
         self._clock = clock
         self._random = random
-        self.moderator = moderator or Moderator(LocalState(clock), sleep=sleep, clock=clock)
+        self.moderator = moderator or Moderator(LocalState(clock), sleep=sleep, clock=clock, random=random)
+        self.slots = slots
         self._setups: dict[str, tuple[MetaPlatformConfig, ThrottleRules, UsageHeaderNames, RetryPolicy]] = {}
 
     def close(self) -> None:
@@ -132,11 +132,14 @@ class MetaRequestManager:
         token: SecretStr,
         *,
         params: Mapping[str, str] | None = None,
-        customer: str | None = None,
+        customer: str = "unknown",
+        capped: bool = True,
     ) -> MetaResponse:
-        """GET `endpoint` (e.g. `me`) with `token`, waiting out pauses and retrying what can be retried."""
+        """GET `endpoint` (e.g. `me`) with `token`, waiting out pauses and retrying what can be retried.
+
+        `capped=False` skips the per-customer cap on requests in flight (`stress`, a load generator).
+        """
         config, rules, header_names, policy = self._setup(endpoint.split("/")[0])
-        handling = config.throttle
         url = self._base + endpoint.lstrip("/")
         secret = token.get_secret_value()
         headers = {
@@ -144,49 +147,85 @@ class MetaRequestManager:
             "Accept": "application/json",
             "User-Agent": f"motion-meta/{__version__}",
         }
-        timeout = (config.retry.connect_timeout_s, config.retry.read_timeout_s)
-        scopes = request_scopes(customer)
         start = self._clock()
         attempts = failures = throttles = 0
         while True:
-            budget_s = handling.give_up_after_s - (self._clock() - start)
-            ordered = [APP_SCOPE, *sorted(scopes - {APP_SCOPE})]
-            ticket = self.moderator.acquire(ordered, handling, budget_s=max(budget_s, 0.0))
+            budget_s = max(config.throttle.give_up_after_s - (self._clock() - start), 0.0)
             attempts += 1
-            try:
-                response = self._session.get(url, params=params, headers=headers, timeout=timeout)
-            except requests.RequestException as exc:
-                self.moderator.release(ticket)
+            with self._slot(customer, config, capped, budget_s) as keep_alive:
+                outcome = self._attempt(
+                    url, params, headers, customer, config, rules, header_names, budget_s, keep_alive
+                )
+            if isinstance(outcome, tuple):
+                response, usage = outcome
+                waited = self._clock() - start
+                return MetaResponse(_decode(response.content), usage, response.status_code, attempts, throttles, waited)
+            if isinstance(outcome, Classification) and outcome.kind is ErrorKind.THROTTLED:
+                throttles += 1
+                continue
+            if isinstance(outcome, requests.RequestException):
                 failures += 1
-                problem = _describe_transport_error(exc, url, config.retry.read_timeout_s)
+                problem = _describe_transport_error(outcome, url, config.retry.read_timeout_s)
                 if failures >= config.retry.max_attempts:
                     raise NetworkError(f"{problem} (gave up after {failures} attempts)") from None
                 delay = policy.backoff_s(failures)
                 log.info("%s; retrying in %.2f s", problem, delay)
                 self._sleep(delay)
                 continue
-            usage = parse_usage(response.headers, header_names)
-            body = response.content
-            classification = classify_response(response.status_code, body, usage, rules)
-            if classification is None:
-                self.moderator.succeeded(ticket, usage, handling)
-                waited = self._clock() - start
-                return MetaResponse(_decode(body), usage, response.status_code, attempts, throttles, waited)
-            if classification.kind is ErrorKind.THROTTLED:
-                throttles += 1
-                key = scope_key(classification.scope, customer) if classification.scope else APP_SCOPE
-                scopes.add(key)
-                self.moderator.throttled(ticket, key, classification, handling, policy)
-                continue
-            self.moderator.release(ticket)
-            if classification.kind is ErrorKind.TRANSIENT:
+            if outcome.kind is ErrorKind.TRANSIENT:
                 failures += 1
-            decision = policy.decide(classification, failures=failures, throttles=throttles, scope=APP_SCOPE)
+            decision = policy.decide(outcome, failures=failures)
             if isinstance(decision, RetryAfter):
                 log.info("transient failure (%s); retrying in %.2f s", decision.reason, decision.delay_s)
                 self._sleep(decision.delay_s)
                 continue
-            raise _error_for(classification, decision.reason, secret)
+            raise _error_for(outcome, decision.reason, secret)
+
+    def _attempt(
+        self,
+        url: str,
+        params: Mapping[str, str] | None,
+        headers: dict[str, str],
+        customer: str,
+        config: MetaPlatformConfig,
+        rules: ThrottleRules,
+        header_names: UsageHeaderNames,
+        budget_s: float,
+        keep_alive: Callable[[], None] | None,
+    ) -> tuple[requests.Response, Usage] | Classification | requests.RequestException:
+        """One attempt, admitted by the moderator and reported back to it however it ends."""
+        handling = config.throttle
+        probe_ttl_ms = probe_ttl(config.retry.connect_timeout_s, config.retry.read_timeout_s)
+        ticket = self.moderator.acquire(
+            customer, handling, budget_s=budget_s, probe_ttl_ms=probe_ttl_ms, keep_alive=keep_alive
+        )
+        try:
+            timeout = (config.retry.connect_timeout_s, config.retry.read_timeout_s)
+            try:
+                response = self._session.get(url, params=params, headers=headers, timeout=timeout)
+            except requests.RequestException as exc:
+                return exc
+            usage = parse_usage(response.headers, header_names)
+            classification = classify_response(response.status_code, response.content, usage, rules)
+            if classification is not None and classification.kind is ErrorKind.THROTTLED:
+                self.moderator.name_scopes(ticket, usage, handling)
+                key = scope_key(classification.scope, customer) if classification.scope else APP
+                self.moderator.throttled(ticket, key, classification, handling)
+                return classification
+            self.moderator.answered(ticket, usage, handling)
+            return (response, usage) if classification is None else classification
+        finally:
+            self.moderator.finish(ticket)
+
+    @contextmanager
+    def _slot(
+        self, customer: str, config: MetaPlatformConfig, capped: bool, wait_s: float
+    ) -> Iterator[Callable[[], None] | None]:
+        if self.slots is None or not capped:
+            yield None
+            return
+        with self.slots.hold(customer, wait_s=wait_s) as lease:
+            yield lease.renew
 
 
 def _pooled_session(max_connections: int) -> requests.Session:

@@ -94,7 +94,7 @@ def render_credentials(statuses: list[CredentialStatus], *, as_json: bool) -> No
 
 def _cooldowns(app: AppHandler) -> str:
     try:
-        active = app.moderator.state.active_cooldowns()
+        active = app.moderator.cooldowns()
     except Exception:  # a display must never stop the run
         return "unknown"
     return ", ".join(f"{scope} {left:.1f} s" for scope, left in sorted(active.items())) or "none"

@@ -1,50 +1,38 @@
-"""The moderator: before each request, wait out what applies; after it, record what Meta said.
+"""The moderator: before each attempt, wait out what applies; after it, record what Meta said.
 
-    moderator = Moderator(state)                       # LocalState, SQLiteState or RedisState
-    ticket = moderator.acquire(["app", "user:acme"], handling, budget_s=120)
-    ...send...
-    moderator.succeeded(ticket, usage, handling)       # or .throttled(ticket, scope, classification, ...)
+    moderator = Moderator(state)                      # LocalState, SQLiteState, RedisState, FailSafeState
+    ticket = moderator.acquire("acme", handling, budget_s=120, probe_ttl_ms=34_000)
+    try:
+        ...send...
+        moderator.succeeded(ticket, usage, handling)  # or .throttled(ticket, scope, classification, handling)
+    finally:
+        moderator.finish(ticket)                      # gives back a probe the answer did not settle
 
-Decisions are the policy's (`policy.RetryPolicy`) and the state's (atomic, shared); this module only
-sequences them and sleeps. Scopes: `app` (X-App-Usage, code 4), `user:<customer>` (code 17),
-`page:<id>` (32), `buc:<id>:<type>` (800xx, with ETA), `ad_account:<id>`.
+The rules are `rules.py`'s; this module only sequences them, reads and writes the state, and sleeps.
 """
 
 from __future__ import annotations
 
 import logging
+import random as _random
+import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from motion_meta_cli.config import ThrottleHandling
 from motion_meta_cli.errors import ThrottledError
 from motion_meta_cli.meta import Classification, Usage
-from motion_meta_cli.moderation.capacity import PRECISE_FROM_PCT, estimate_capacity
-from motion_meta_cli.moderation.state import UNMETERED, AdmitRule, Hold, ModerationState
-from motion_meta_cli.policy import PauseScope, RetryPolicy
+from motion_meta_cli.moderation import rules
+from motion_meta_cli.moderation.rules import APP, Limit, Pause, Scope, Wait
+from motion_meta_cli.moderation.state import ModerationState, Record
 
 log = logging.getLogger(__name__)
 
-APP_SCOPE = "app"
-BUDGET_PROBE = "app:budget"
-"""The probe that learns the app's budget from the first usage reading, when pacing starts cold."""
-ESTIMATE_MARGIN_PCT = 2.0
-"""Share of the window, at its start, within which a success is not counted towards a reading."""
-RESERVATION_FRESH_S = 5.0
-"""A slot reserved for a poll batch serves a request that starts within this long; later, it goes back and
-the request takes a fresh one (so no request leans on a lease that has mostly run)."""
-RELEASE_WITHIN_S = 1.0
-"""Inside a poll cycle, a finished request's slot goes back with the next slot call, or with the first
-request to finish this long after it."""
-COUNTS_PER_WINDOW = 100
-"""While the usage reading stays the same, successes are counted towards the budget at most this many
-times per window (each count walks the window's successes)."""
-LIMITED_WINDOWS = 10
-"""A learned budget stays valid this many windows (readings refresh it); after a throttle, the budget is
-enforced, even with pacing off, for as long."""
+KEEP_ALIVE_S = 1.0
+"""While a request that holds a slot waits, it wakes this often to renew the slot."""
 
 
 @dataclass
@@ -69,35 +57,24 @@ class ModerationStats:
 
 @dataclass
 class Ticket:
-    """One admitted attempt: when it left (state clock) and which probes it carries."""
+    """One admitted attempt: when it left (state clock), its scopes as read then, and the probes it carries."""
 
+    customer: str
     sent_ms: int
-    scopes: tuple[str, ...]
-    probes: dict[str, str] = field(default_factory=dict)
-    waited_s: float = 0.0
+    holder: str
+    scopes: dict[str, Scope]
+    counted: dict[str, int]
+    named: set[str]
+    probes: set[str] = field(default_factory=set)
 
 
-def admit_rule(handling: ThrottleHandling) -> AdmitRule:
-    """The send-log rule for a platform config."""
-    return AdmitRule(
-        window_ms=int(handling.counted_window_s * 1000),
-        pacing=handling.pacing,
-        threshold_pct=handling.usage_threshold_pct,
-    )
-
-
-def _blocked(hold: Hold, rule: AdmitRule, probes: dict[str, str]) -> bool:
-    """Whether `hold` keeps a request carrying `probes` from the send log: a pause, a recovering scope it
-    does not probe, or (pacing) an unlearned budget it does not probe."""
-    return (
-        hold.wait_ms > 0
-        or any(s not in probes for s in hold.recovering)
-        or (rule.pacing and not hold.budget_known and BUDGET_PROBE not in probes)
-    )
+def customer_scopes(customer: str) -> list[str]:
+    """The scopes every request of `customer` falls under before Meta names more: the app and the token."""
+    return [APP, f"user:{customer}"]
 
 
 class Moderator:
-    """Shared self-moderation: cooldowns, probes after a block, and a learned budget per scope."""
+    """Shared self-moderation: cooldowns, one probe after a block, and learned budgets per scope."""
 
     def __init__(
         self,
@@ -105,272 +82,225 @@ class Moderator:
         *,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
+        random: Callable[[], float] = _random.random,
     ) -> None:
         self.state = state
         self.stats = ModerationStats()
         self._sleep = sleep
         self._clock = clock
+        self._random = random
         self._gate = threading.Lock()
-        self._last_raise: tuple[int, bool, float] | None = None
-        self._last_count: tuple[float, float] | None = None
-        self._slot_lock = threading.Lock()
-        self._batching = 0
-        self._reserved: dict[str, tuple[str, float]] = {}
-        """Slots reserved for customers about to be fetched: customer -> (holder, when reserved)."""
-        self._released: list[tuple[str, str]] = []
-        """Slots whose request ended, to go back with the next slot call (inside batched_slot_releases)."""
-        self._released_since: float | None = None
+        """One thread per process admits at a time; the others queue here instead of all waking at once."""
 
-    def acquire(self, scopes: Sequence[str], handling: ThrottleHandling, *, budget_s: float) -> Ticket:
-        """Wait until a request on `scopes` (the app scope first) may leave, then log it.
-
-        Raises ThrottledError when that would take longer than `budget_s`.
-        """
-        rule = admit_rule(handling)
-        poll_s = min(max(handling.window_s / 40, 0.01), 0.1)
-        probe_ttl_ms = int(max(handling.window_s, 60) * 1000)
-        start = self._clock()
-        probes: dict[str, str] = {}
+    def acquire(
+        self,
+        customer: str,
+        handling: ThrottleHandling,
+        *,
+        budget_s: float,
+        probe_ttl_ms: int,
+        keep_alive: Callable[[], None] | None = None,
+    ) -> Ticket:
+        """Wait until an attempt for `customer` may leave, then log it; ThrottledError when that would take
+        longer than `budget_s` (the pause stays, nothing is sent)."""
+        start, holder, probes = self._clock(), secrets.token_hex(8), set[str]()
+        window_ms = int(handling.counted_window_s * 1000)
+        # Answers count from MARGIN_PCT inside Meta's window: the send logs' window is the longer, guarded one.
+        margin_ms = window_ms - int(handling.window_s * 1000 * (1 - rules.MARGIN_PCT / 100))
         self.stats.add(waiting=1)
-        hold: Hold | None = None  # None: straight to the gate; else what blocked us, checked outside it
         try:
             while True:
-                if hold is None or not _blocked(hold, rule, probes):
-                    admitted = self._admit(scopes, rule, probes, start, budget_s)
-                    if isinstance(admitted, Ticket):
-                        self.stats.add(sent=1)
-                        if probes:
-                            self.stats.add(probes=1)
-                            log.info("probing %s after a pause", ", ".join(probes))
-                        return admitted
-                    hold = admitted
-                if hold.wait_ms > 0:
-                    self._wait(hold.wait_ms / 1000, hold.scope or APP_SCOPE, start, budget_s)
-                else:
-                    wanted = list(hold.recovering)
-                    if rule.pacing and not hold.budget_known:
-                        wanted.append(BUDGET_PROBE)  # the first request learns the budget; the rest wait for it
-                    for scope in [s for s in wanted if s not in probes]:
-                        holder = self.state.try_probe(scope, probe_ttl_ms)
-                        if holder is None:
-                            break
-                        probes[scope] = holder
-                    if all(s in probes for s in wanted):
-                        hold = None
+                now, scopes, named = self._scopes(customer)
+                block = rules.blocker(scopes, now, handling, probes)
+                if isinstance(block, Wait):
+                    self._wait(block, handling, start, budget_s, keep_alive)
+                    continue
+                if isinstance(block, rules.Probe):
+                    taken = self._change(block.scope, lambda s, now: rules.take_probe(s, now, holder, probe_ttl_ms))
+                    if taken.probe == holder:
+                        probes.add(block.scope)
+                    continue
+                metered = [name for name in scopes if rules.is_metered(name)]
+                limits = [rules.limit(name, scopes[name], now, handling) for name in metered]
+                limits += [Limit(rules.answered_log(name), record=False) for name in metered]
+                with self._gate:
+                    admitted = self.state.admit(limits, window_ms, margin_ms)
+                    if admitted.wait_ms > 0:
+                        self._end_probes(probes, holder)  # a probe lives no longer than the attempt it stands for
+                        binding = ", ".join(rule.log for rule in limits if rule.limit is not None) or APP
+                        self._wait(Wait(binding, admitted.wait_ms, "budget"), handling, start, budget_s, keep_alive)
                         continue
-                    # Someone else probes; sleep until their request could leave, at least a poll.
-                    wait_ms, _ = self.state.admit(APP_SCOPE, rule, record=False)
-                    self._wait(max(wait_ms / 1000, poll_s), wanted[0], start, budget_s)
-                hold = self.state.hold(scopes)  # waiters re-check outside the gate, so they never crowd it
+                counted = dict(zip(metered, admitted.counted[len(metered) :], strict=True))
+                self.stats.add(sent=1, probes=1 if probes else 0)
+                if probes:
+                    log.info("probing %s", ", ".join(sorted(probes)))
+                return Ticket(customer, admitted.now_ms, holder, scopes, counted, named, probes)
         except BaseException:
-            self._end_probes(probes)
+            self._end_probes(probes, holder)
             raise
         finally:
             self.stats.add(waiting=-1)
 
-    def _admit(
-        self, scopes: Sequence[str], rule: AdmitRule, probes: dict[str, str], start: float, budget_s: float
-    ) -> Ticket | Hold:
-        # One thread per process polls the shared send log at a time; the others queue here instead of
-        # all waking at the instant a slot frees. (A lock-free fast path was tried: under a binding
-        # budget it let a herd through and cost pacing a whole window.) A Hold comes back when a pause,
-        # a recovery without our probe, or an unlearned budget stands in the way: the caller deals with
-        # it outside the gate.
-        with self._gate:
-            while True:
-                hold = self.state.hold(scopes)
-                if _blocked(hold, rule, probes):
-                    return hold
-                wait_ms, now_ms = self.state.admit(APP_SCOPE, rule, since=hold.epoch)
-                if wait_ms == 0:
-                    return Ticket(now_ms, tuple(scopes), probes, self._clock() - start)
-                self._wait(wait_ms / 1000, APP_SCOPE, start, budget_s)
+    def answered(self, ticket: Ticket, usage: Usage, handling: ThrottleHandling) -> None:
+        """An answer that was no throttle (a success or another error): end strikes, recovery and probes,
+        learn budgets from its readings, and remember the scopes it named."""
+        self.name_scopes(ticket, usage, handling)
+        readings: dict[str, float | None] = {APP: usage.app.max_pct if usage.app is not None else None}
+        for entry in usage.business_use_cases:
+            if entry.type is not None and entry.max_pct is not None:
+                readings[f"buc:{entry.business_id}:{entry.type}"] = entry.max_pct
 
-    def succeeded(self, ticket: Ticket, usage: Usage, handling: ThrottleHandling) -> None:
-        """Record a success: clear strikes and recovery, learn the app budget from X-App-Usage."""
-        window_ms = int(handling.window_s * 1000)
-        margin_ms = int(window_ms * ESTIMATE_MARGIN_PCT / 100)
-        # Successes that came back before this request left, and left well inside the window, were surely
-        # counted before it: a lower bound on our share of the reading, so the budget errs on the safe side.
-        reading = usage.app.max_pct if usage.app is not None else None
-        unmetered = self._last_raise is not None and self._last_raise[0] == UNMETERED
-        if reading is None and not ticket.probes and unmetered:
-            # Nothing to learn and nothing to clear (strikes and recovery are cleared by the probe that
-            # follows every pause): skip the write.
-            return
-        # Counting walks the window's successes, which can be many thousands: count when the reading
-        # moved, or a hundredth of a window after the last count (so a bound still tightens within a
-        # percentage step). Other successes are only logged, for the counts to come.
-        now, last = self._clock(), self._last_count
-        count = reading is not None and (
-            last is None
-            or reading != last[0]
-            or now - last[1] >= handling.window_s / COUNTS_PER_WINDOW
-            or BUDGET_PROBE in ticket.probes
-        )
-        if reading is not None and count:
-            self._last_count = (reading, now)
-        counted = 1 + self.state.observe_success(APP_SCOPE, ticket.sent_ms, window_ms, margin_ms, count=count)
-        for scope in ticket.probes:
-            if scope not in (APP_SCOPE, BUDGET_PROBE):
-                self.state.observe_success(scope, ticket.sent_ms, window_ms, margin_ms, count=False)
-        if reading is None:
-            capacity: int | None = UNMETERED
-        else:
-            capacity = estimate_capacity(counted, reading) if count else None
-        if capacity is not None:
-            precise = reading is not None and reading >= PRECISE_FROM_PCT
-            ttl_s = handling.window_s * LIMITED_WINDOWS
-            # The stored budget only grows within its TTL (a throttle's relearning may lower it, which
-            # must stand): raising what this process raised a moment ago again would change nothing.
-            raised = self._last_raise
-            if raised is None or capacity > raised[0] or precise != raised[1] or now - raised[2] > ttl_s / 10:
-                self.state.raise_capacity(APP_SCOPE, capacity, int(ttl_s * 1000), precise=precise)
-                self._last_raise = (capacity, precise, now)
-        self._end_probes(ticket.probes)
+        window_ms = int(handling.counted_window_s * 1000)
+        answered = [Limit(rules.answered_log(name)) for name in ticket.counted if readings.get(name) is not None]
+        if answered:
+            self.state.admit(answered, window_ms, 0)
+        for name, seen in ticket.scopes.items():
+
+            def change(scope: Scope, now: int, name: str = name) -> Scope:
+                scope = rules.after_success(scope, ticket.holder)
+                if name in ticket.counted and name in readings:
+                    counted = ticket.counted[name] + 1  # this very request is in the reading
+                    scope = rules.learn(scope, now, usage_pct=readings[name], counted=counted, handling=handling)
+                return scope
+
+            # Most answers change nothing: judge from the scope as read at admission, write only if it moves.
+            if change(seen, ticket.sent_ms) != seen:
+                self._change(name, change)
+        ticket.probes.clear()
 
     def throttled(
-        self,
-        ticket: Ticket,
-        scope: str,
-        classification: Classification,
-        handling: ThrottleHandling,
-        policy: RetryPolicy,
+        self, ticket: Ticket, scope: str, classification: Classification, handling: ThrottleHandling
     ) -> float:
-        """Record a throttle of `scope`: a strike, an extended cooldown; returns the pause chosen."""
-        strikes, new = self.state.strike(scope, ticket.sent_ms)
-        decision = policy.decide(classification, failures=0, throttles=strikes, scope=scope)
-        if not isinstance(decision, PauseScope):
-            raise ValueError(f"not a throttle: {classification.kind}")
-        duration_s, with_eta = decision.duration_s, decision.from_eta
-        extended = self.state.pause(
-            scope,
-            int(duration_s * 1000),
-            recovering=not with_eta,
-            limited_ms=int(handling.window_s * LIMITED_WINDOWS * 1000),
-            relearn_window_ms=int(handling.window_s * 1000) if scope == APP_SCOPE and not with_eta else 0,
-        )
+        """Meta throttled `scope`: a strike and an extended cooldown for every instance; returns the pause."""
+        pauses: list[Pause] = []
+        jitter = self._random()
+
+        def change(record: Scope, now: int) -> Scope:
+            updated, pause = rules.after_throttle(
+                record,
+                now,
+                sent_ms=ticket.sent_ms,
+                holder=ticket.holder,
+                eta_s=classification.eta_s,
+                handling=handling,
+                jitter=jitter,
+            )
+            pauses.append(pause)
+            return updated
+
+        self._change(scope, change)
+        ticket.probes.discard(scope)
+        pause = pauses[-1]
+        if not scope.startswith(("app", "user:")):
+            self._name(ticket, {scope}, handling)
         self.stats.add(throttles=1)
         if self.stats.first_throttle_at is None:
             self.stats.first_throttle_at = self._clock()
-        if extended and new:
+        if pause.clamped_from_s is not None:
+            log.warning(
+                "Meta asked %s to wait %.6g s; pausing it for %.6g s (PAUSE_MAX_S) instead",
+                scope,
+                pause.clamped_from_s,
+                pause.duration_s,
+            )
+        if pause.new:
             log.warning(
                 "Meta throttled %s (%s); pausing it for %.3g s%s",
                 scope,
                 classification.reason,
-                duration_s,
-                " (Meta's estimate)" if with_eta else f" (strike {strikes})",
+                pause.duration_s,
+                " (Meta's estimate)" if pause.from_eta else f" (strike {pause.strikes})",
             )
-        self._end_probes(ticket.probes)
-        return duration_s
+        return pause.duration_s
 
-    @contextmanager
-    def customer_slot(self, customer: str, limit: int, *, lease_s: float, budget_s: float) -> Iterator[None]:
-        """Hold one of `limit` slots for `customer` across every instance while the block runs.
+    def finish(self, ticket: Ticket) -> None:
+        """The attempt is over, however it ended: give back the probes its answer did not settle."""
+        self._end_probes(ticket.probes, ticket.holder)
 
-        The slot is a lease: an instance killed mid-request frees it after `lease_s`. A slot reserved
-        (`reserve_slots`) less than RESERVATION_FRESH_S ago is used instead of taking one. Inside
-        `batched_slot_releases` the slot goes back with this process's next slot call, or with the first
-        request to finish RELEASE_WITHIN_S or more after it; otherwise at once.
-        """
-        name = f"customer:{customer}"
-        with self._slot_lock:
-            reserved = self._reserved.pop(customer, None)
-            if reserved is not None and self._clock() - reserved[1] > RESERVATION_FRESH_S:
-                self._queue_release((name, reserved[0]))  # too old to lean on: give it back, take a new one
-                reserved = None
-        holder = reserved[0] if reserved is not None else None
-        start, poll = self._clock(), 0.02
-        while holder is None and (holder := self._slot_call([name], limit, int(lease_s * 1000))[0]) is None:
-            if self._clock() - start + poll > budget_s:
-                raise ThrottledError(
-                    f"customer {customer!r} already has {limit} request(s) in flight "
-                    "(SERVICES_META_USER_CONCURRENT_REQUESTS); try again later",
-                    scope=f"user:{customer}",
-                    retry_after_s=poll,
-                )
-            self._sleep(poll)
-            poll = min(poll * 2, 0.5)
-        try:
-            yield
-        finally:
-            with self._slot_lock:
-                self._queue_release((name, holder))
-                due = not self._batching or self._clock() - (self._released_since or 0) >= RELEASE_WITHIN_S
-            if due:
-                self._slot_call([], limit, 0)
+    def name_scopes(self, ticket: Ticket, usage: Usage, handling: ThrottleHandling) -> None:
+        """Remember the business use cases a response named, so the customer's next requests carry them."""
+        named = {f"buc:{e.business_id}:{e.type}" for e in usage.business_use_cases if e.type is not None}
+        if named - ticket.named:
+            self._name(ticket, named, handling)
 
-    def reserve_slots(self, customers: Sequence[str], limit: int, *, lease_s: float) -> int:
-        """Take, where free, a slot for each of `customers` about to be fetched, in one state call that also
-        returns the slots waiting to go back; `customer_slot` uses each (once) within RESERVATION_FRESH_S.
-        Returns how many were taken."""
-        with self._slot_lock:
-            customers = [customer for customer in customers if customer not in self._reserved]
-        lease_ms = int((lease_s + RESERVATION_FRESH_S) * 1000)  # a full lease left for the latest use
-        holders = self._slot_call([f"customer:{customer}" for customer in customers], limit, lease_ms)
-        now = self._clock()
-        with self._slot_lock:
-            for customer, holder in zip(customers, holders, strict=True):
-                if holder is not None:
-                    self._reserved[customer] = (holder, now)
-        return sum(holder is not None for holder in holders)
+    def cooldowns(self) -> dict[str, float]:
+        """Every scope in a cooldown, with its remaining seconds (for display)."""
+        now, records = self.state.read(None)
+        return {
+            key: (record["cooldown_until_ms"] - now) / 1000
+            for key, record in records.items()
+            if record.get("cooldown_until_ms", 0) > now
+        }
 
-    @contextmanager
-    def batched_slot_releases(self) -> Iterator[None]:
-        """While the block runs (a poll cycle), a finished request's slot goes back with this process's next
-        slot call (reserving a batch, or taking a slot), or with the first request to finish
-        RELEASE_WITHIN_S or more after it. When the block ends, those left and every reservation not used
-        go back."""
-        with self._slot_lock:
-            self._batching += 1
-        try:
-            yield
-        finally:
-            with self._slot_lock:
-                self._batching -= 1
-                if self._batching == 0:
-                    for customer, (holder, _) in self._reserved.items():
-                        self._queue_release((f"customer:{customer}", holder))
-                    self._reserved.clear()
-            self._slot_call([], 1, 0)
+    def describe(self) -> dict[str, dict[str, Any]]:
+        """Every record in the state, for `moderation show`: scopes, named scopes and slots."""
+        now, records = self.state.read(None)
+        return {key: {**record, "now_ms": now} for key, record in sorted(records.items())}
 
-    def _queue_release(self, slot: tuple[str, str]) -> None:
-        # Called with the slot lock held.
-        if not self._released:
-            self._released_since = self._clock()
-        self._released.append(slot)
+    def clear(self, keys: Sequence[str] | None) -> list[str]:
+        """End the records of `keys` (every one when None) for every instance; returns what was cleared."""
+        if keys is None:
+            keys = [key for key in self.state.read(None)[1] if not key.startswith("slots:")]
+        cleared = [key for key in keys if self.state.update(key, lambda record, now: None) is None]
+        if cleared:
+            log.warning("moderation cleared by hand: %s", ", ".join(cleared))
+        return cleared
 
-    def _slot_call(self, names: Sequence[str], limit: int, lease_ms: int) -> list[str | None]:
-        """`acquire_slots` for `names`, returning the queued slots in the same call (requeued if it fails)."""
-        with self._slot_lock:
-            releasing, self._released, self._released_since = self._released, [], None
-        if not names and not releasing:
-            return []
-        try:
-            return self.state.acquire_slots(names, limit, lease_ms, releasing=releasing)
-        except BaseException:
-            with self._slot_lock:
-                for slot in releasing:
-                    self._queue_release(slot)
-            raise
+    def _scopes(self, customer: str) -> tuple[int, dict[str, Scope], set[str]]:
+        base = customer_scopes(customer)
+        names_key = f"names:{customer}"
+        now, records = self.state.read([*base, names_key])
+        named = rules.live_names(records.get(names_key), now)
+        if named:
+            now, more = self.state.read(sorted(named))
+            records.update(more)
+        return now, {name: Scope.load(records.get(name)) for name in [*base, *sorted(named)]}, named
 
-    def release(self, ticket: Ticket) -> None:
-        """The attempt ended without an answer about the scopes (a transport error): free its probes."""
-        self._end_probes(ticket.probes)
+    def _change(self, name: str, change: Callable[[Scope, int], Scope]) -> Scope:
+        stored = self.state.update(name, lambda record, now: change(Scope.load(record), now).dump())
+        return Scope.load(stored)
 
-    def _end_probes(self, probes: dict[str, str]) -> None:
-        for scope, holder in probes.items():
-            self.state.end_probe(scope, holder)
+    def _name(self, ticket: Ticket, names: set[str], handling: ThrottleHandling) -> None:
+        ttl_ms = int(handling.window_s * 1000 * rules.LIMITED_WINDOWS)
+
+        def change(record: Record | None, now: int) -> Record:
+            return rules.with_names(record, now, names, ttl_ms)
+
+        self.state.update(f"names:{ticket.customer}", change)
+        ticket.named |= names
+
+    def _end_probes(self, probes: set[str], holder: str) -> None:
+        for scope in list(probes):
+            self._change(scope, lambda s, now: rules.end_probe(s, holder))
         probes.clear()
 
-    def _wait(self, seconds: float, scope: str, start: float, budget_s: float) -> None:
-        elapsed = self._clock() - start
-        if elapsed + seconds > budget_s:
-            raise ThrottledError(
-                f"still rate limited by Meta on {scope}: {seconds:.0f} s to wait is more than this request "
-                "may; try again later (the pause is kept, nothing was sent into it)",
-                scope=scope,
-                retry_after_s=seconds,
-            )
-        self._sleep(seconds)
-        self.stats.add(paused_s=seconds)
+    def _wait(
+        self,
+        wait: Wait,
+        handling: ThrottleHandling,
+        start: float,
+        budget_s: float,
+        keep_alive: Callable[[], None] | None,
+    ) -> None:
+        seconds = wait.ms / 1000
+        if wait.why == "probe":  # the probe may answer any moment: look again soon
+            seconds = min(seconds, max(min(handling.window_s / 40, 0.1), 0.01))
+        if self._clock() - start + seconds > budget_s:
+            raise ThrottledError(_gave_up(wait), scope=wait.scope, retry_after_s=wait.ms / 1000)
+        step = min(seconds, KEEP_ALIVE_S) if keep_alive is not None else seconds
+        while seconds > 0:
+            if keep_alive is not None:
+                keep_alive()
+            self._sleep(min(step, seconds))
+            self.stats.add(paused_s=min(step, seconds))
+            seconds -= step
+
+
+def _gave_up(wait: Wait) -> str:
+    left = f"{wait.ms / 1000:.1f} s" if wait.ms < 10_000 else f"{wait.ms / 1000:.0f} s"
+    why = {
+        "cooldown": f"still rate limited by Meta on {wait.scope}: {left} left of its pause",
+        "probe": f"still rate limited by Meta on {wait.scope}: another request probes it (for at most {left})",
+        "budget": f"the budget learned for {wait.scope} allows the next call in {left}",
+    }[wait.why]
+    return f"{why}, longer than this request may wait; try again later (the pause is kept, nothing was sent)"

@@ -15,46 +15,22 @@ _MIGRATIONS = [
     CREATE TABLE cache (key TEXT PRIMARY KEY, value TEXT NOT NULL, expires_at REAL);
     CREATE TABLE locks (name TEXT PRIMARY KEY, owner TEXT NOT NULL, expires_at REAL NOT NULL)
     """,
-    # Shared moderation (motion_meta_cli.moderation.sqlite_state); times in wall-clock milliseconds.
+    # 2-5 held shared moderation until it moved to its own file (motion_meta_cli.moderation.sqlite_state); they
+    # stay as no-ops so that every file counts its migrations the same way, and 6 drops what they created.
+    "SELECT 1",
+    "SELECT 1",
+    "SELECT 1",
+    "SELECT 1",
     """
-    CREATE TABLE mod_scopes (
-        scope TEXT PRIMARY KEY, until_ms INTEGER NOT NULL DEFAULT 0, started INTEGER NOT NULL DEFAULT -1,
-        strikes INTEGER NOT NULL DEFAULT 0, recovering INTEGER NOT NULL DEFAULT 0,
-        limited_until INTEGER NOT NULL DEFAULT 0, capacity INTEGER, capacity_until INTEGER NOT NULL DEFAULT 0,
-        precise INTEGER NOT NULL DEFAULT 0
-    );
-    CREATE TABLE mod_sends (scope TEXT NOT NULL, sent INTEGER NOT NULL);
-    CREATE INDEX mod_sends_by_scope ON mod_sends (scope, sent);
-    CREATE TABLE mod_ok (scope TEXT NOT NULL, back INTEGER NOT NULL, left_ms INTEGER NOT NULL);
-    CREATE INDEX mod_ok_by_scope ON mod_ok (scope, back);
-    CREATE TABLE mod_probes (scope TEXT PRIMARY KEY, holder TEXT NOT NULL, expires INTEGER NOT NULL);
-    CREATE TABLE mod_slots (name TEXT NOT NULL, holder TEXT NOT NULL, expires INTEGER NOT NULL,
-        PRIMARY KEY (name, holder))
-    """,
-    "CREATE INDEX mod_ok_by_left ON mod_ok (scope, left_ms)",
-    # An epoch that moves whenever anything a hold depends on changes, so holds can be served from memory
-    # and checked against it by the admission's own transaction (SQLiteState).
-    """
-    CREATE TABLE mod_epoch (id INTEGER PRIMARY KEY CHECK (id = 0), n INTEGER NOT NULL);
-    INSERT INTO mod_epoch (id, n) VALUES (0, 0);
-    CREATE TRIGGER mod_scopes_hold_changed AFTER UPDATE OF until_ms, recovering, capacity, capacity_until
-    ON mod_scopes
-    WHEN OLD.until_ms IS NOT NEW.until_ms OR OLD.recovering IS NOT NEW.recovering
-        OR OLD.capacity IS NOT NEW.capacity OR OLD.capacity_until IS NOT NEW.capacity_until
-    BEGIN
-        UPDATE mod_epoch SET n = n + 1 WHERE id = 0;
-    END
-    """,
-    # Each scope's number of logged sends, kept by triggers, so an admission never counts the log.
-    """
-    ALTER TABLE mod_scopes ADD COLUMN sends INTEGER NOT NULL DEFAULT 0;
-    UPDATE mod_scopes SET sends = (SELECT COUNT(*) FROM mod_sends WHERE mod_sends.scope = mod_scopes.scope);
-    CREATE TRIGGER mod_sends_logged AFTER INSERT ON mod_sends BEGIN
-        UPDATE mod_scopes SET sends = sends + 1 WHERE scope = NEW.scope;
-    END;
-    CREATE TRIGGER mod_sends_pruned AFTER DELETE ON mod_sends BEGIN
-        UPDATE mod_scopes SET sends = sends - 1 WHERE scope = OLD.scope;
-    END
+    DROP TRIGGER IF EXISTS mod_scopes_hold_changed;
+    DROP TRIGGER IF EXISTS mod_sends_logged;
+    DROP TRIGGER IF EXISTS mod_sends_pruned;
+    DROP TABLE IF EXISTS mod_epoch;
+    DROP TABLE IF EXISTS mod_scopes;
+    DROP TABLE IF EXISTS mod_sends;
+    DROP TABLE IF EXISTS mod_ok;
+    DROP TABLE IF EXISTS mod_probes;
+    DROP TABLE IF EXISTS mod_slots
     """,
 ]
 
@@ -155,11 +131,6 @@ class SQLiteCache:
     def lock(self, name: str, ttl_s: float) -> SQLiteLock:
         """A lease on `name` that lapses after `ttl_s` seconds."""
         return SQLiteLock(self, name, ttl_s)
-
-    @property
-    def database(self) -> SQLiteDatabase:
-        """The underlying database (for moderation's tables)."""
-        return self._db
 
     def close(self) -> None:
         """Close the database connections."""

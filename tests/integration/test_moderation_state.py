@@ -1,24 +1,26 @@
-"""One contract for every moderation state: in-process, the SQLite cache, and a real redis-server."""
+"""One contract for every moderation state: in-process, SQLite, and a real redis-server; every assertion
+runs on each of them."""
 
 from __future__ import annotations
 
-import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from motion_meta_cli.moderation.failsafe import FailSafeState
 from motion_meta_cli.moderation.redis_state import RedisState
+from motion_meta_cli.moderation.rules import Limit
 from motion_meta_cli.moderation.sqlite_state import SQLiteState
-from motion_meta_cli.moderation.state import AdmitRule, LocalState, ModerationState
+from motion_meta_cli.moderation.state import LocalState, ModerationState, Record
 from motion_meta_cli.storage.redis_cache import RedisCache
-from motion_meta_cli.storage.sqlite_cache import SQLiteCache
 from tests.integration.conftest import RedisServer
 
 pytestmark = pytest.mark.integration
 
-RULE = AdmitRule(window_ms=600, pacing=True, threshold_pct=80)
+WINDOW_MS = 600
 
 
 @pytest.fixture(params=["local", "sqlite", "redis"])
@@ -26,173 +28,116 @@ def state(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Moderation
     if request.param == "local":
         yield LocalState(time.time)
     elif request.param == "sqlite":
-        yield SQLiteState(SQLiteCache(tmp_path / "cache.db"))
+        sqlite = SQLiteState(tmp_path / "cache.moderation.db")
+        yield sqlite
+        sqlite.close()
     else:
         server: RedisServer = request.getfixturevalue("redis_server")
-        yield RedisState(RedisCache.from_url(server.url, prefix="t:"))
+        cache = RedisCache.from_url(server.url, prefix="t:")
+        yield RedisState(cache)
+        cache.close()
 
 
-def test_a_cooldown_is_never_shortened(state: ModerationState) -> None:
-    assert state.pause("app", 800, recovering=False, limited_ms=0, relearn_window_ms=0)
-    assert not state.pause("app", 100, recovering=False, limited_ms=0, relearn_window_ms=0)
-    hold = state.hold(["user:a", "app"])
-    assert hold.scope == "app"
-    assert 600 < hold.wait_ms <= 800
-    assert 0.6 < state.active_cooldowns()["app"] <= 0.8
-    assert state.pause("app", 2000, recovering=True, limited_ms=0, relearn_window_ms=0)
-    assert state.hold(["app"]).recovering == ("app",)
+def _set(value: int, ttl_ms: int = 60_000) -> object:
+    def change(record: Record | None, now: int) -> Record:
+        return {"n": value, "seen": None if record is None else record["n"], "expires_ms": now + ttl_ms}
+
+    return change
 
 
-def test_strikes_count_new_information_only(state: ModerationState) -> None:
-    before = state.now_ms()
-    time.sleep(0.01)
-    assert state.strike("user:a", before) == (1, True)
-    assert state.strike("user:a", before) == (1, False)
-    time.sleep(0.01)
-    assert state.strike("user:a", state.now_ms()) == (2, True)
-    state.observe_success("user:a", state.now_ms(), 1000, 10)
-    time.sleep(0.01)
-    assert state.strike("user:a", state.now_ms())[0] == 1
+def test_records_are_read_changed_atomically_and_deleted(state: ModerationState) -> None:
+    now, found = state.read(["a", "b"])
+    assert found == {} and now > 0
+    stored = state.update("a", _set(1))  # type: ignore[arg-type]
+    assert stored is not None and stored["n"] == 1 and stored["seen"] is None
+    assert state.update("a", _set(2))["seen"] == 1  # type: ignore[arg-type,index]
+    state.update("b", _set(3))  # type: ignore[arg-type]
+    _, found = state.read(["a", "b", "c"])
+    assert {key: record["n"] for key, record in found.items()} == {"a": 2, "b": 3}
+    assert set(state.read(None)[1]) == {"a", "b"}, "None reads every record"
+    assert state.update("a", lambda record, now: None) is None
+    assert set(state.read(None)[1]) == {"b"}
 
 
-def test_admission_follows_the_learned_budget(state: ModerationState) -> None:
-    assert state.hold(["app"]).budget_known is False
-    assert state.admit("app", RULE)[0] == 0, "no budget yet: nothing to hold back"
-    state.raise_capacity("app", 3, 60_000, precise=True)
-    assert state.hold(["app"]).budget_known
-    assert state.admit("app", RULE)[0] == 0
-    assert state.admit("app", RULE)[0] == 0
-    wait, _ = state.admit("app", RULE)
-    assert 0 < wait <= 600, "three sends in the window: the fourth waits for the first to age out"
-    assert state.admit("app", RULE, record=False)[0] > 0
-    time.sleep(wait / 1000 + 0.05)
-    assert state.admit("app", RULE)[0] == 0
+def test_records_expire(state: ModerationState) -> None:
+    state.update("short", _set(1, ttl_ms=50))  # type: ignore[arg-type]
+    assert "short" in state.read(["short"])[1]
+    time.sleep(0.12)
+    assert state.read(["short"])[1] == {}
+    assert state.update("short", _set(2))["seen"] is None, "an expired record is no record"  # type: ignore[arg-type,index]
 
 
-def test_capacity_merges_and_relearns_on_a_throttle(state: ModerationState) -> None:
-    assert state.raise_capacity("app", 50, 60_000, precise=False) == 50
-    assert state.raise_capacity("app", 40, 60_000, precise=False) == 50
-    assert state.raise_capacity("app", 0, 60_000, precise=False) == 50, "unmetered never replaces a budget"
-    sent = state.now_ms()
-    for _ in range(7):
-        state.observe_success("app", sent, 60_000, 0)
-    state.pause("app", 10, recovering=False, limited_ms=60_000, relearn_window_ms=60_000)
-    # The relearned budget is the 7 successes that left within the window.
-    assert state.raise_capacity("app", 5, 60_000, precise=False) == 7
+def test_concurrent_updates_lose_nothing(state: ModerationState) -> None:
+    def bump(record: Record | None, now: int) -> Record:
+        return {"n": (record or {"n": 0})["n"] + 1, "expires_ms": now + 60_000}
+
+    def worker() -> None:
+        for _ in range(25):
+            state.update("counter", bump)
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert state.read(["counter"])[1]["counter"]["n"] == 200
 
 
-def test_successes_count_only_if_back_before_a_request_left(state: ModerationState) -> None:
-    first = state.now_ms()
-    assert state.observe_success("app", first, 10_000, 0) == 0
-    time.sleep(0.02)
-    second = state.now_ms()
-    assert state.observe_success("app", second, 10_000, 0) == 1
-    assert state.observe_success("app", first - 5, 10_000, 0) == 0, "nothing had come back before it left"
+def test_a_send_log_admits_up_to_its_limit_per_window(state: ModerationState) -> None:
+    rule = Limit("app", 3, 0, 0)
+    first = state.admit([rule], WINDOW_MS, 0)
+    assert first.wait_ms == 0 and first.counted == (0,)
+    assert state.admit([rule], WINDOW_MS, 0).counted == (1,)
+    assert state.admit([rule], WINDOW_MS, 0).wait_ms == 0
+    refused = state.admit([rule], WINDOW_MS, 0)
+    assert 0 < refused.wait_ms <= WINDOW_MS, "three sends in the window: the fourth waits for the first to age out"
+    assert state.admit([Limit("app", None, 0, 0)], WINDOW_MS, 0).wait_ms == 0, "no ceiling: logged all the same"
+    time.sleep(refused.wait_ms / 1000 + 0.05)
+    assert state.admit([rule], WINDOW_MS, 0).wait_ms == 0
 
 
-def test_one_probe_and_bounded_slots(state: ModerationState) -> None:
-    holder = state.try_probe("app", 5_000)
-    assert holder is not None
-    assert state.try_probe("app", 5_000) is None
-    state.end_probe("app", "someone-else")
-    assert state.try_probe("app", 5_000) is None
-    state.end_probe("app", holder)
-    assert state.try_probe("app", 5_000) is not None
-    [a] = state.acquire_slots(["customer:acme"], 2, 5_000)
-    [b] = state.acquire_slots(["customer:acme"], 2, 5_000)
-    assert a and b and state.acquire_slots(["customer:acme"], 2, 5_000) == [None]
-    state.acquire_slots([], 2, 5_000, releasing=[("customer:acme", a)])
-    assert state.acquire_slots(["customer:acme"], 2, 5_000) != [None]
+def test_logs_admit_together_or_not_at_all(state: ModerationState) -> None:
+    full = Limit("buc:1:ads", 1, 0, 0)
+    assert state.admit([Limit("app", None, 0, 0), full], WINDOW_MS, 0).wait_ms == 0
+    assert state.admit([Limit("app", None, 0, 0), full], WINDOW_MS, 0).wait_ms > 0
+    assert state.admit([Limit("app", None, 0, 0)], WINDOW_MS, 0).counted == (1,), "the refused send was not logged"
 
 
-def test_slots_are_taken_in_batches_after_the_ones_being_returned(state: ModerationState) -> None:
-    [held] = state.acquire_slots(["customer:b"], 1, 5_000)
-    assert held is not None
-    taken = state.acquire_slots(["customer:a", "customer:b", "customer:c", "customer:a"], 1, 5_000)
-    assert taken[0] is not None and taken[2] is not None
-    assert taken[1] is None, "b's only slot is held"
-    assert taken[3] is None, "a's only slot went to the first entry of this very batch"
-    assert len({taken[0], taken[2], held}) == 3, "every holder id is unique"
-    again = state.acquire_slots(["customer:b"], 1, 5_000, releasing=[("customer:b", held), ("customer:x", "nobody")])
-    assert again[0] is not None, "b's slot went back first, in the same call"
-    assert state.acquire_slots([], 1, 5_000, releasing=[("customer:a", str(taken[0]))]) == []
-    assert state.acquire_slots(["customer:a", "customer:b"], 1, 5_000) != [None, None]
-    assert state.acquire_slots(["customer:a", "customer:b"], 1, 5_000) == [None, None]
+def test_sends_are_spaced_from_a_count_on(state: ModerationState) -> None:
+    spaced = Limit("app", 10, 2, 200)
+    assert state.admit([spaced], WINDOW_MS, 0).wait_ms == 0
+    assert state.admit([spaced], WINDOW_MS, 0).wait_ms == 0, "below the spacing count: no spacing"
+    wait = state.admit([spaced], WINDOW_MS, 0).wait_ms
+    assert 100 < wait <= 200
 
 
-def test_leases_lapse(state: ModerationState) -> None:
-    assert state.try_probe("app", 50) is not None
-    assert state.acquire_slots(["c"], 1, 50) != [None]
-    time.sleep(0.1)
-    assert state.try_probe("app", 50) is not None
-    assert state.acquire_slots(["c"], 1, 50) != [None]
+def test_a_log_can_be_counted_without_recording_and_its_oldest_sends_are_not_counted(
+    state: ModerationState,
+) -> None:
+    state.admit([Limit("answers")], 1000, 0)
+    assert state.admit([Limit("answers", record=False)], 1000, 0).counted == (1,)
+    assert state.admit([Limit("answers", record=False)], 1000, 0).counted == (1,), "nothing recorded"
+    time.sleep(0.15)
+    assert state.admit([Limit("answers", record=False)], 1000, 900).counted == (0,), "too near the window's start"
 
 
-def test_no_budget_is_relearned_where_none_was_learned(state: ModerationState) -> None:
-    sent = state.now_ms()
-    state.observe_success("app", sent, 60_000, 0)  # one logged success, no usage headers ever
-    state.raise_capacity("app", 0, 60_000, precise=False)
-    state.pause("app", 10, recovering=False, limited_ms=60_000, relearn_window_ms=60_000)
-    assert state.raise_capacity("app", 0, 60_000, precise=False) == 0, "still unmetered, not a budget of 1"
+class _Down:
+    """A shared state that cannot be reached."""
+
+    def __getattr__(self, name: str) -> object:
+        from motion_meta_cli.errors import BackendUnavailableError
+
+        def fail(*args: object, **kwargs: object) -> object:
+            raise BackendUnavailableError("cannot reach the test's backend")
+
+        return fail
 
 
-def test_an_admission_relying_on_a_hold_admits_nothing_once_the_state_moved_on(state: ModerationState) -> None:
-    hold = state.hold(["app", "user:acme"])
-    assert hold.wait_ms == 0
-    assert state.admit("app", RULE, since=hold.epoch)[0] == 0, "nothing changed: admitted"
-    state.pause("user:acme", 5_000, recovering=False, limited_ms=0, relearn_window_ms=0)
-    wait, _ = state.admit("app", RULE, since=hold.epoch)
-    if hold.epoch is not None:  # a backend that may serve holds from memory refuses, and holds afresh
-        assert wait > 0
-    assert state.hold(["app", "user:acme"]).scope == "user:acme", "the next hold sees the pause"
-
-
-def _epoch(path: Path) -> int:
-    conn = sqlite3.connect(path)
-    try:
-        return int(conn.execute("SELECT n FROM mod_epoch").fetchone()[0])
-    finally:
-        conn.close()
-
-
-def test_sqlite_holds_come_from_memory_until_another_process_changes_what_they_depend_on(tmp_path: Path) -> None:
-    path = tmp_path / "cache.db"
-    mine, other = SQLiteState(SQLiteCache(path)), SQLiteState(SQLiteCache(path))
-    other.raise_capacity("app", 5, 60_000, precise=True)
-    first = mine.hold(["app", "user:acme"])
-    assert first.wait_ms == 0 and first.budget_known and first.epoch == _epoch(path)
-    sent = other.now_ms()
-    other.observe_success("app", sent, 60_000, 0)  # clears what is not set: nothing a hold reads changes ...
-    other.strike("user:acme", sent)  # ... nor do strikes
-    assert _epoch(path) == first.epoch
-    assert mine.admit("app", RULE, since=first.epoch)[0] == 0
-
-    other.pause("user:acme", 5_000, recovering=True, limited_ms=0, relearn_window_ms=0)
-    assert _epoch(path) > first.epoch
-    cached = mine.hold(["app", "user:acme"])
-    assert cached == first, "a clear hold is served from memory, epoch and all ..."
-    assert mine.admit("app", RULE, since=cached.epoch)[0] == 1, "... so the admission relying on it is refused"
-    fresh = mine.hold(["app", "user:acme"])
-    assert fresh.scope == "user:acme" and fresh.wait_ms > 4_000 and fresh.recovering == ("user:acme",)
-    assert fresh.epoch == _epoch(path)
-    admitted = [other.admit("app", RULE)[0] == 0 for _ in range(5)]
-    assert admitted == [True] * 4 + [False], "one send of the budget of 5 was logged: the refused one was not"
-
-
-def test_sqlite_keeps_each_scope_s_send_count_equal_to_its_log(tmp_path: Path) -> None:
-    path = tmp_path / "cache.db"
-    state = SQLiteState(SQLiteCache(path))
-    short = AdmitRule(window_ms=50, pacing=True, threshold_pct=100)
-    state.raise_capacity("app", 1_000, 60_000, precise=True)
-    for _ in range(30):
-        assert state.admit("app", short)[0] == 0
-    time.sleep(0.1)
-    assert state.admit("app", short)[0] == 0  # prunes the 30 that left the window, logs one
-    state.admit("other", RULE)
-    conn = sqlite3.connect(path)
-    try:
-        counts = dict(conn.execute("SELECT scope, sends FROM mod_scopes WHERE scope IN ('app', 'other')"))
-        logged = dict(conn.execute("SELECT scope, COUNT(*) FROM mod_sends GROUP BY scope"))
-    finally:
-        conn.close()
-    assert counts == logged == {"app": 1, "other": 1}
+def test_failsafe_moderates_in_process_while_the_shared_state_is_away(caplog: pytest.LogCaptureFixture) -> None:
+    failsafe = FailSafeState(_Down())  # type: ignore[arg-type]
+    failsafe.update("app", _set(1))  # type: ignore[arg-type]
+    assert failsafe.degraded
+    assert failsafe.read(["app"])[1]["app"]["n"] == 1
+    assert failsafe.admit([Limit("app", 1, 0, 0)], WINDOW_MS, 0).wait_ms == 0
+    assert failsafe.admit([Limit("app", 1, 0, 0)], WINDOW_MS, 0).wait_ms > 0
+    assert sum("moderating in this process only" in r.message for r in caplog.records) == 1

@@ -106,7 +106,7 @@ def test_rate_limit_timings_scale_from_the_window(monkeypatch: pytest.MonkeyPatc
     assert load_settings().platform_for("me").throttle.floor_s == 60
     monkeypatch.setenv("META_RATE_WINDOW_S", "2")
     throttle = load_settings().platform_for("me").throttle
-    assert (throttle.window_s, throttle.floor_s, throttle.cap_s, throttle.reading_valid_s) == (2, 2 / 60, 0.5, 2)
+    assert (throttle.window_s, throttle.floor_s, throttle.cap_s, throttle.max_s) == (2, 2 / 60, 0.5, 10800)
     assert throttle.counted_window_s == pytest.approx(2.1)
     monkeypatch.setenv("META_PLATFORM__THROTTLE__PAUSE_CAP_S", "7")
     assert load_settings().platform_for("me").throttle.cap_s == 7, "explicit settings still override"

@@ -1,22 +1,25 @@
-"""Moderation policy with an injected clock: budget learning, admission, strikes, probes, give-up."""
+"""Moderation rules and the moderator on an injected clock: pauses, strikes, probes, budgets, named scopes."""
 
 from __future__ import annotations
 
 import pytest
 
-from motion_meta_cli.config import MetaPlatformConfig, ThrottleHandling
+from motion_meta_cli.config import ThrottleHandling
 from motion_meta_cli.errors import ThrottledError
-from motion_meta_cli.meta import Classification, ErrorKind, ScopeKind, ThrottleScope, Usage, UsageCounters
-from motion_meta_cli.moderation.capacity import estimate_capacity
-from motion_meta_cli.moderation.moderator import (
-    APP_SCOPE,
-    BUDGET_PROBE,
-    RELEASE_WITHIN_S,
-    RESERVATION_FRESH_S,
-    Moderator,
+from motion_meta_cli.meta import (
+    BusinessUseCaseUsage,
+    Classification,
+    ErrorKind,
+    ScopeKind,
+    ThrottleScope,
+    Usage,
+    UsageCounters,
 )
-from motion_meta_cli.moderation.state import UNMETERED, AdmitRule, LocalState, admission_wait, merged_capacity
-from motion_meta_cli.policy import RetryPolicy
+from motion_meta_cli.moderation import rules
+from motion_meta_cli.moderation.moderator import Moderator
+from motion_meta_cli.moderation.rules import APP, UNMETERED, Probe, Scope, Wait
+from motion_meta_cli.moderation.slots import CustomerSlots
+from motion_meta_cli.moderation.state import LocalState
 
 
 class Clock:
@@ -32,77 +35,80 @@ class Clock:
         self.now += seconds
 
 
-RULE = AdmitRule(window_ms=2000, pacing=True, threshold_pct=80)
+HANDLING = ThrottleHandling(window_s=2.0, window_guard_pct=0)
+HOUR = ThrottleHandling(window_s=3600.0, pause_floor_s=60, pause_cap_s=900)
+TTL = 5_000
 
 
 @pytest.mark.parametrize(
     ("sends", "pct", "expected"),
     [(1, 1, 50), (1, 0, 100), (49, 49, 98), (50, 50, 100), (100, 100, 100), (60, 100, 60), (10, 120, 8), (0, 5, None)],
 )
-def test_capacity_estimates_are_lower_bounds_that_tighten_with_usage(sends: int, pct: float, expected: int) -> None:
-    assert estimate_capacity(sends, pct) == expected
+def test_budget_estimates_are_lower_bounds_that_tighten_with_usage(sends: int, pct: float, expected: int) -> None:
+    assert rules.estimate_budget(sends, pct) == expected
 
 
-def test_capacity_merge_grows_and_unmetered_never_wins() -> None:
-    assert merged_capacity(None, 50) == 50
-    assert merged_capacity(50, 40) == 50
-    assert merged_capacity(50, 100) == 100
-    assert merged_capacity(None, UNMETERED) == UNMETERED
-    assert merged_capacity(80, UNMETERED) == 80
-    assert merged_capacity(UNMETERED, 30) == 30
+def test_pauses_grow_from_the_floor_to_the_cap_and_an_eta_is_kept_but_clamped() -> None:
+    assert [rules.pause_s(n, None, HOUR, jitter=0)[0] for n in (1, 2, 3, 4, 5)] == [60, 120, 240, 480, 900]
+    assert 60 <= rules.pause_s(1, None, HOUR, jitter=1)[0] <= 75, "jitter only upwards, a little"
+    assert rules.pause_s(1, 1140, HOUR, jitter=1) == (1140, None), "an ETA exactly"
+    assert rules.pause_s(1, 6e13, HOUR, jitter=0) == (HOUR.pause_max_s, 6e13), "an absurd ETA is clamped"
 
 
-def test_admission_without_a_budget_or_with_pacing_off_is_free() -> None:
-    log = list(range(0, 1000, 10))
-    assert admission_wait(log, 1000, RULE, None, limited=False, precise=True) == 0
-    assert admission_wait(log, 1000, RULE, UNMETERED, limited=True, precise=True) == 0
-    unpaced = AdmitRule(window_ms=2000, pacing=False, threshold_pct=80)
-    assert admission_wait(log, 1000, unpaced, 10, limited=False, precise=True) == 0
-    assert admission_wait(log, 1000, unpaced, 100, limited=True, precise=True) == 1000, "after a throttle it binds"
+def test_a_cooldown_is_only_ever_extended_and_a_burst_in_flight_is_one_strike() -> None:
+    scope, pause = rules.after_throttle(Scope(), 100, sent_ms=90, holder="", eta_s=None, handling=HOUR, jitter=0)
+    assert (pause.strikes, pause.new, scope.cooldown_until_ms, scope.recovering) == (1, True, 60_100, True)
+    again, pause = rules.after_throttle(scope, 200, sent_ms=95, holder="", eta_s=30, handling=HOUR, jitter=0)
+    assert (pause.strikes, pause.new) == (1, False), "left before the cooldown began: no new strike"
+    assert again.cooldown_until_ms == 60_100, "a shorter pause never shortens the cooldown"
+    later, pause = rules.after_throttle(again, 60_200, sent_ms=60_150, holder="", eta_s=None, handling=HOUR, jitter=0)
+    assert (pause.strikes, later.cooldown_until_ms) == (2, 60_200 + 120_000)
+    assert rules.after_success(later, "").strikes == 0
 
 
-def test_admission_waits_for_the_entry_that_frees_a_slot() -> None:
-    log = [100, 200, 300, 400]
-    assert admission_wait(log, 500, RULE, 4, limited=False, precise=True) == 100 + 2000 - 500
-    assert admission_wait(log, 500, RULE, 2, limited=False, precise=True) == 300 + 2000 - 500
-    assert admission_wait(log, 500, RULE, 5, limited=False, precise=True) == 0
+def test_a_request_waits_out_the_longest_cooldown_then_probes_a_recovering_scope() -> None:
+    scopes = {APP: Scope(cooldown_until_ms=500, recovering=True), "user:a": Scope(cooldown_until_ms=900)}
+    assert rules.blocker(scopes, 100, HOUR, set()) == Wait("user:a", 800, "cooldown")
+    assert rules.blocker(scopes, 1000, HOUR, set()) == Probe(APP)
+    probed = rules.take_probe(scopes[APP], 1000, "me", TTL)
+    assert rules.take_probe(probed, 1001, "other", TTL).probe == "me", "one probe at a time"
+    assert rules.blocker({APP: probed}, 1001, HOUR, set()) == Wait(APP, TTL - 1, "probe")
+    assert rules.blocker({APP: probed}, 1001, HOUR, {APP}) is None, "the probe itself goes"
+    assert rules.take_probe(probed, 1000 + TTL, "other", TTL).probe == "other", "a lapsed probe is free"
+    assert rules.end_probe(probed, "other") == probed and rules.end_probe(probed, "me").probe == ""
 
 
-def test_a_coarse_budget_spaces_sends_above_the_threshold() -> None:
-    log = [0, 10, 20, 30]  # 4 of 5: at the 80 % threshold
-    assert admission_wait(log, 40, RULE, 5, limited=False, precise=False) == 30 + 400 - 40
-    assert admission_wait(log, 40, RULE, 5, limited=False, precise=True) == 0
+def test_pacing_starts_cold_with_one_probe_of_the_app_budget() -> None:
+    assert rules.blocker({APP: Scope()}, 0, HANDLING, set()) == Probe(APP)
+    unpaced = ThrottleHandling(window_s=2.0, pacing=False)
+    assert rules.blocker({APP: Scope()}, 0, unpaced, set()) is None
 
 
-def test_cooldowns_only_ever_extend() -> None:
-    clock = Clock()
-    state = LocalState(clock)
-    assert state.pause("app", 5000, recovering=False, limited_ms=0, relearn_window_ms=0)
-    assert not state.pause("app", 1000, recovering=False, limited_ms=0, relearn_window_ms=0)
-    assert state.hold(["app"]).wait_ms == 5000
-    clock.now += 2
-    assert state.hold(["user:a", "app"]).wait_ms == 3000
+def test_a_learned_budget_binds_while_pacing_or_once_throttled() -> None:
+    coarse = Scope(budget=50, budget_until_ms=10_000)
+    assert rules.limit(APP, coarse, 0, HANDLING) == rules.Limit(APP, 50, 40, 40)
+    assert rules.limit(APP, Scope(budget=50, budget_until_ms=10_000, precise=True), 0, HANDLING).spacing_ms == 0
+    unpaced = ThrottleHandling(window_s=2.0, pacing=False)
+    assert rules.limit(APP, coarse, 0, unpaced).limit is None
+    assert rules.limit(APP, Scope(budget=50, budget_until_ms=10_000, limited_until_ms=1), 0, unpaced).limit == 50
+    assert rules.limit(APP, Scope(budget=UNMETERED, budget_until_ms=10_000), 0, HANDLING).limit is None
+    assert rules.limit(APP, coarse, 10_000, HANDLING).limit is None, "an expired budget binds nothing"
 
 
-def test_a_burst_already_in_flight_is_one_strike() -> None:
-    clock = Clock()
-    state = LocalState(clock)
-    sent = state.now_ms()
-    clock.now += 0.1
-    assert state.strike("app", sent) == (1, True)
-    assert state.strike("app", sent) == (1, False), "left before the cooldown began"
-    clock.now += 1
-    assert state.strike("app", state.now_ms()) == (2, True), "a request sent after it is new information"
-    state.observe_success("app", state.now_ms(), 2000, 40)
-    clock.now += 0.1
-    assert state.strike("app", state.now_ms()) == (1, True), "a success resets the count"
+def test_budgets_only_grow_and_unmetered_never_replaces_a_learned_one() -> None:
+    learned = rules.learn(Scope(), 0, usage_pct=10, counted=11, handling=HANDLING)
+    assert (learned.budget, learned.precise) == (100, False)
+    assert rules.learn(learned, 1, usage_pct=30, counted=10, handling=HANDLING) == learned, "lower: kept"
+    assert rules.learn(learned, 1, usage_pct=None, counted=1, handling=HANDLING) == learned
+    assert rules.learn(Scope(), 0, usage_pct=None, counted=1, handling=HANDLING).budget == UNMETERED
+    pinned = rules.learn(learned, 1, usage_pct=60, counted=66, handling=HANDLING)
+    assert (pinned.budget, pinned.precise) == (110, True)
 
 
 def _moderator(clock: Clock) -> Moderator:
-    return Moderator(LocalState(clock), sleep=clock.sleep, clock=clock)
+    return Moderator(LocalState(clock), sleep=clock.sleep, clock=clock, random=lambda: 0.0)
 
 
-HANDLING = ThrottleHandling(window_s=2.0, window_guard_pct=0)
 USAGE = Usage(app=UsageCounters(call_count_pct=1))
 
 
@@ -113,50 +119,73 @@ def _throttle(eta_s: float | None = None) -> Classification:
 def test_the_first_paced_request_learns_the_budget_alone() -> None:
     clock = Clock()
     moderator = _moderator(clock)
-    first = moderator.acquire([APP_SCOPE], HANDLING, budget_s=10)
-    assert BUDGET_PROBE in first.probes
-    other = moderator.state.try_probe(BUDGET_PROBE, 1000)
-    assert other is None, "a second request must wait for the first reading"
-    moderator.succeeded(first, USAGE, HANDLING)
-    assert moderator.state.hold([APP_SCOPE]).budget_known
-    second = moderator.acquire([APP_SCOPE], HANDLING, budget_s=10)
-    assert second.probes == {}
+    first = moderator.acquire("acme", HANDLING, budget_s=10, probe_ttl_ms=TTL)
+    assert first.probes == {APP}
+    with pytest.raises(ThrottledError, match="another request probes it"):
+        moderator.acquire("globex", HANDLING, budget_s=0.05, probe_ttl_ms=TTL)
+    moderator.answered(first, USAGE, HANDLING)
+    second = moderator.acquire("globex", HANDLING, budget_s=10, probe_ttl_ms=TTL)
+    assert second.probes == set(), "the budget is known: no probe"
+
+
+def test_a_probe_interrupted_by_anything_goes_back() -> None:
+    clock = Clock()
+    moderator = _moderator(clock)
+    ticket = moderator.acquire("acme", HANDLING, budget_s=10, probe_ttl_ms=TTL)
+    moderator.finish(ticket)  # e.g. after KeyboardInterrupt in the send
+    assert moderator.acquire("globex", HANDLING, budget_s=10, probe_ttl_ms=TTL).probes == {APP}
 
 
 def test_a_throttle_without_eta_pauses_then_one_probe_goes_first() -> None:
     clock = Clock()
     moderator = _moderator(clock)
     unpaced = ThrottleHandling(window_s=60.0, pacing=False, pause_floor_s=1, pause_cap_s=8)
-    policy = RetryPolicy(MetaPlatformConfig(throttle=unpaced).merged({"retry": {"jitter_ratio": 0}}))
-    ticket = moderator.acquire([APP_SCOPE], unpaced, budget_s=100)
-    assert moderator.throttled(ticket, APP_SCOPE, _throttle(), unpaced, policy) == 1
-    probe = moderator.acquire([APP_SCOPE], unpaced, budget_s=100)
+    ticket = moderator.acquire("acme", unpaced, budget_s=100, probe_ttl_ms=TTL)
+    assert moderator.throttled(ticket, APP, _throttle(), unpaced) == 1
+    probe = moderator.acquire("acme", unpaced, budget_s=100, probe_ttl_ms=TTL)
     assert clock.sleeps == [1.0], "waited out the pause before sending"
-    assert APP_SCOPE in probe.probes
-    assert moderator.state.try_probe(APP_SCOPE, 1000) is None, "only one probe at a time"
-    assert moderator.throttled(probe, APP_SCOPE, _throttle(), unpaced, policy) == 2, "a failed probe doubles"
+    assert probe.probes == {APP}
+    assert moderator.throttled(probe, APP, _throttle(), unpaced) == 2, "a failed probe doubles the pause"
 
 
-def test_a_throttle_eta_is_waited_exactly_without_a_probe() -> None:
+def test_a_throttle_eta_is_waited_exactly_without_a_probe_and_an_absurd_one_is_clamped() -> None:
     clock = Clock()
     moderator = _moderator(clock)
-    hour = ThrottleHandling(window_s=3600.0)
-    policy = RetryPolicy(MetaPlatformConfig(throttle=hour))
-    ticket = moderator.acquire([APP_SCOPE, "buc:1:ads"], hour, budget_s=100)
-    moderator.succeeded(ticket, USAGE, hour)
-    ticket = moderator.acquire([APP_SCOPE, "buc:1:ads"], hour, budget_s=100)
-    assert moderator.throttled(ticket, "buc:1:ads", _throttle(eta_s=60), hour, policy) == 60
-    after = moderator.acquire([APP_SCOPE, "buc:1:ads"], hour, budget_s=100)
-    assert clock.sleeps == [60.0]
-    assert after.probes == {}
+    ticket = moderator.acquire("acme", HOUR, budget_s=100, probe_ttl_ms=TTL)
+    moderator.answered(ticket, USAGE, HOUR)
+    ticket = moderator.acquire("acme", HOUR, budget_s=100, probe_ttl_ms=TTL)
+    assert moderator.throttled(ticket, "buc:1:ads", _throttle(eta_s=60), HOUR) == 60
+    after = moderator.acquire("acme", HOUR, budget_s=100, probe_ttl_ms=TTL)
+    assert clock.sleeps == [60.0] and after.probes == set()
+    assert moderator.throttled(after, APP, _throttle(eta_s=1e12 * 60), HOUR) == HOUR.pause_max_s
+    with pytest.raises(ThrottledError, match="on app: 10800 s left of its pause"):
+        moderator.acquire("acme", HOUR, budget_s=100, probe_ttl_ms=TTL)
+    assert moderator.clear([APP]) == [APP]
+    assert moderator.acquire("acme", HOUR, budget_s=100, probe_ttl_ms=TTL).probes == {APP}, "cleared: relearn"
 
 
-def test_giving_up_raises_throttled_without_sleeping() -> None:
+def test_a_named_business_use_case_holds_every_customer_of_that_business() -> None:
     clock = Clock()
     moderator = _moderator(clock)
-    moderator.state.pause("user:a", 30_000, recovering=False, limited_ms=0, relearn_window_ms=0)
+    buc = BusinessUseCaseUsage("42", "ads_management", 10, None, None, None, None)
+    for customer in ("acme", "globex"):
+        ticket = moderator.acquire(customer, HOUR, budget_s=100, probe_ttl_ms=TTL)
+        moderator.answered(ticket, Usage(app=UsageCounters(call_count_pct=1), business_use_cases=(buc,)), HOUR)
+    ticket = moderator.acquire("acme", HOUR, budget_s=100, probe_ttl_ms=TTL)
+    assert "buc:42:ads_management" in ticket.scopes
+    moderator.throttled(ticket, "buc:42:ads_management", _throttle(eta_s=600), HOUR)
     with pytest.raises(ThrottledError) as caught:
-        moderator.acquire([APP_SCOPE, "user:a"], HANDLING, budget_s=10)
+        moderator.acquire("globex", HOUR, budget_s=100, probe_ttl_ms=TTL)
+    assert caught.value.scope == "buc:42:ads_management"
+    assert moderator.acquire("initech", HOUR, budget_s=100, probe_ttl_ms=TTL).probes == set(), "another business"
+
+
+def test_giving_up_raises_throttled_with_the_real_time_left_without_sleeping() -> None:
+    clock = Clock()
+    moderator = _moderator(clock)
+    moderator.state.update("user:a", lambda r, now: Scope(cooldown_until_ms=now + 30_000).dump())
+    with pytest.raises(ThrottledError, match="on user:a: 30 s left of its pause") as caught:
+        moderator.acquire("a", HANDLING, budget_s=10, probe_ttl_ms=TTL)
     assert caught.value.scope == "user:a"
     assert caught.value.retry_after_s == pytest.approx(30)
     assert clock.sleeps == []
@@ -165,104 +194,25 @@ def test_giving_up_raises_throttled_without_sleeping() -> None:
 def test_a_learned_budget_holds_sends_to_the_window() -> None:
     clock = Clock()
     moderator = _moderator(clock)
-    moderator.state.raise_capacity(APP_SCOPE, 3, 60_000, precise=True)
-    sent = [moderator.acquire([APP_SCOPE], HANDLING, budget_s=10).sent_ms for _ in range(4)]
+    moderator.state.update(APP, lambda r, now: Scope(budget=3, budget_until_ms=now + 60_000, precise=True).dump())
+    sent = [moderator.acquire("a", HANDLING, budget_s=10, probe_ttl_ms=TTL).sent_ms for _ in range(4)]
     assert sent[3] - sent[0] == 2000, "the fourth send waited for the first to leave the window"
 
 
-def test_customer_slots_cap_requests_in_flight() -> None:
+def test_customer_slots_cap_requests_in_flight_and_lapse_after_one_attempt() -> None:
     clock = Clock()
-    moderator = _moderator(clock)
-    with moderator.customer_slot("acme", 1, lease_s=60, budget_s=5):
-        busy = moderator.customer_slot("acme", 1, lease_s=60, budget_s=1)
-        with pytest.raises(ThrottledError, match="already has 1 request"), busy:
+    state = LocalState(clock)
+    slots = CustomerSlots(state, limit=1, lease_s=4, sleep=clock.sleep, clock=clock)
+    with slots.hold("acme", wait_s=5):
+        with pytest.raises(ThrottledError, match="already has 1 request"), slots.hold("acme", wait_s=1):
             pass
-        with moderator.customer_slot("other", 1, lease_s=60, budget_s=1):
+        with slots.hold("other", wait_s=1):
             pass
-    with moderator.customer_slot("acme", 1, lease_s=60, budget_s=1):
+    with slots.hold("acme", wait_s=1):
         pass
-
-
-def test_successes_are_counted_when_the_reading_moves_or_a_hundredth_of_a_window_later() -> None:
-    clock = Clock()
-    moderator = _moderator(clock)
-    counts: list[bool] = []
-    observe = moderator.state.observe_success
-
-    def recording(scope: str, sent_ms: int, window_ms: int, margin_ms: int, *, count: bool = True) -> int:
-        counts.append(count)
-        return observe(scope, sent_ms, window_ms, margin_ms, count=count)
-
-    moderator.state.observe_success = recording  # type: ignore[method-assign]
-    at = {pct: Usage(app=UsageCounters(call_count_pct=pct)) for pct in (5, 6)}
-    for pct in (5, 5, 5, 6, 6):
-        ticket = moderator.acquire([APP_SCOPE], HANDLING, budget_s=10)
-        moderator.succeeded(ticket, at[pct], HANDLING)
-    assert counts == [True, False, False, True, False], "counted on the first reading and each change only"
-    clock.now += HANDLING.window_s / 50
-    moderator.succeeded(moderator.acquire([APP_SCOPE], HANDLING, budget_s=10), at[6], HANDLING)
-    assert counts[-1] is True, "once a hundredth of a window has passed, the same reading is counted again"
-    assert moderator.state.hold([APP_SCOPE]).budget_known, "the counts taught the budget"
-
-
-def test_a_fresh_reservation_serves_one_request_and_a_stale_one_is_replaced() -> None:
-    clock = Clock()
-    moderator = _moderator(clock)
-    state = moderator.state
-    with moderator.batched_slot_releases():
-        with moderator.customer_slot("busy", 1, lease_s=60, budget_s=5):
-            assert moderator.reserve_slots(["acme", "busy", "globex"], 1, lease_s=60) == 2
-        assert moderator.reserve_slots(["acme"], 1, lease_s=60) == 0, "acme is reserved already"
-        calls: list[tuple[int, int]] = []
-        acquire = state.acquire_slots
-
-        def counting(names: list[str], limit: int, lease_ms: int, *, releasing: list[tuple[str, str]] = ()) -> list:
-            calls.append((len(names), len(releasing)))
-            return acquire(names, limit, lease_ms, releasing=releasing)
-
-        state.acquire_slots = counting  # type: ignore[method-assign]
-        with moderator.customer_slot("acme", 1, lease_s=60, budget_s=1):
-            pass
-        assert calls == [], "the reservation served: no state call"
-        assert acquire(["customer:acme"], 1, 60_000) == [None], "the finished slot waits for the next call"
-        clock.now += RESERVATION_FRESH_S + 1
-        with moderator.customer_slot("globex", 1, lease_s=60, budget_s=1):
-            assert calls == [(1, 2)], "globex's stale reservation and acme's slot went back as it took a new one"
-    assert None not in acquire(["customer:acme", "customer:globex", "customer:busy"], 1, 60_000), "all back"
-
-
-def test_a_finished_slot_goes_back_once_another_request_ends_a_second_later() -> None:
-    clock = Clock()
-    moderator = _moderator(clock)
-    state = moderator.state
-    with moderator.batched_slot_releases():
-        with moderator.customer_slot("acme", 1, lease_s=60, budget_s=5):
-            with moderator.customer_slot("globex", 1, lease_s=60, budget_s=5):
-                pass
-            assert state.acquire_slots(["customer:globex"], 1, 60_000) == [None], "queued, not yet back"
-            clock.now += RELEASE_WITHIN_S
-        # acme ended a second after globex was queued: both went back with it, before the batch ended
-        assert None not in state.acquire_slots(["customer:acme", "customer:globex"], 1, 60_000)
-
-
-def test_batched_releases_go_back_with_the_next_slot_taken_and_all_at_the_end() -> None:
-    clock = Clock()
-    moderator = _moderator(clock)
-    state = moderator.state
-    calls: list[str] = []
-    acquire = state.acquire_slots
-    state.acquire_slots = lambda *a, **k: (calls.append("acquire"), acquire(*a, **k))[1]  # type: ignore[method-assign]
-
-    with moderator.batched_slot_releases():
-        with moderator.customer_slot("acme", 1, lease_s=60, budget_s=5):
-            pass
-        assert acquire(["customer:acme"], 1, 60_000) == [None], "acme's slot waits for the next one taken"
-        with moderator.customer_slot("globex", 1, lease_s=60, budget_s=5):
-            assert acquire(["customer:acme"], 1, 60_000, releasing=[]) != [None], "... and went with it"
-        calls.clear()
-    assert calls == ["acquire"], "globex's slot went back when the batch ended, in one call"
-    assert acquire(["customer:globex"], 1, 60_000) != [None]
-    with moderator.customer_slot("initech", 1, lease_s=60, budget_s=5):
-        calls.clear()
-    assert calls == ["acquire"], "outside a batch every slot goes back at once, in a call of its own"
-    assert acquire(["customer:initech"], 1, 60_000) != [None]
+    assert state.read(None)[1] == {}, "every slot went back"
+    held = slots.hold("acme", wait_s=1)
+    held.__enter__()  # a holder that dies without giving it back
+    clock.now += 4
+    with slots.hold("acme", wait_s=1):
+        pass

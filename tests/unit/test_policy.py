@@ -4,7 +4,7 @@ import pytest
 
 from motion_meta_cli.config import MetaPlatformConfig
 from motion_meta_cli.meta import Classification, ErrorKind, ScopeKind, ThrottleScope
-from motion_meta_cli.policy import GiveUp, PauseScope, RetryAfter, RetryPolicy
+from motion_meta_cli.policy import GiveUp, RetryAfter, RetryPolicy
 
 
 def _config(**retry: float) -> MetaPlatformConfig:
@@ -28,32 +28,10 @@ def test_jitter_only_shortens_within_the_ratio() -> None:
     assert high.backoff_s(3) == pytest.approx(4.0)
 
 
-def test_throttle_with_eta_pauses_exactly_the_eta() -> None:
-    policy = RetryPolicy(_config(), random=lambda: 1.0)
-    assert policy.throttle_pause_s(1, eta_s=1140) == 1140
-    assert policy.throttle_pause_s(5, eta_s=30) == 30
-
-
-def test_throttle_without_eta_grows_from_floor_to_cap() -> None:
-    policy = RetryPolicy(_config(jitter_ratio=0), random=lambda: 0.5)
-    assert [policy.throttle_pause_s(n, None) for n in (1, 2, 3, 4, 5)] == [10, 20, 40, 80, 100]
-
-
-def test_throttle_jitter_never_goes_below_the_floor_nor_above_the_cap() -> None:
-    policy = RetryPolicy(_config(jitter_ratio=1), random=lambda: 1.0)
-    assert 10 <= policy.throttle_pause_s(1, None) <= 12.5
-    assert policy.throttle_pause_s(9, None) == 100
-
-
-def test_decide_pauses_the_scope_on_a_throttle() -> None:
-    decision = RetryPolicy(_config()).decide(_cls(ErrorKind.THROTTLED, 60), failures=0, throttles=1, scope="app")
-    assert decision == PauseScope(scope="app", duration_s=60, reason="why", from_eta=True)
-
-
 def test_decide_retries_transient_until_attempts_run_out() -> None:
     policy = RetryPolicy(_config(max_attempts=3, jitter_ratio=0))
-    assert policy.decide(_cls(ErrorKind.TRANSIENT), failures=1, throttles=0, scope="app") == RetryAfter(0.5, "why")
-    assert isinstance(policy.decide(_cls(ErrorKind.TRANSIENT), failures=3, throttles=0, scope="app"), GiveUp)
+    assert policy.decide(_cls(ErrorKind.TRANSIENT), failures=1) == RetryAfter(0.5, "why")
+    assert isinstance(policy.decide(_cls(ErrorKind.TRANSIENT), failures=3), GiveUp)
 
 
 @pytest.mark.parametrize(
@@ -67,4 +45,4 @@ def test_decide_retries_transient_until_attempts_run_out() -> None:
     ],
 )
 def test_decide_never_retries_what_retrying_cannot_fix(kind: ErrorKind) -> None:
-    assert isinstance(RetryPolicy(_config()).decide(_cls(kind), failures=1, throttles=0, scope="app"), GiveUp)
+    assert isinstance(RetryPolicy(_config()).decide(_cls(kind), failures=1), GiveUp)

@@ -16,7 +16,7 @@ from motion_meta_cli.errors import (
     ThrottledError,
     UpstreamError,
 )
-from motion_meta_cli.moderation.state import LocalState
+from motion_meta_cli.moderation.rules import Scope
 from motion_meta_cli.request_manager import MetaRequestManager
 
 BASE = "https://graph.test"
@@ -141,8 +141,7 @@ def test_gives_up_when_the_pause_outlasts_the_budget_and_keeps_the_pause() -> No
     assert caught.value.retry_after_s == pytest.approx(19 * 60)
     assert caught.value.exit_code == 5
     assert clock.sleeps == []
-    assert isinstance(manager.moderator.state, LocalState)
-    assert manager.moderator.state.active_cooldowns() == {"buc:42:ads_management": pytest.approx(1140)}
+    assert manager.moderator.cooldowns() == {"buc:42:ads_management": pytest.approx(1140)}
 
 
 @responses.activate
@@ -150,7 +149,7 @@ def test_a_known_pause_is_waited_out_before_sending() -> None:
     responses.get(ME, json={"id": "1", "name": "Ada"})
     clock = Clock()
     manager = _manager(clock)
-    manager.moderator.state.pause("user:acme", 30_000, recovering=False, limited_ms=0, relearn_window_ms=0)
+    manager.moderator.state.update("user:acme", lambda r, now: Scope(cooldown_until_ms=now + 30_000).dump())
     manager.get("me", TOKEN, customer="acme")
     assert clock.sleeps == [30.0]
     manager.get("me", TOKEN, customer="other")

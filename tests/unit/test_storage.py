@@ -91,7 +91,7 @@ def test_databases_use_wal_and_record_migrations(tmp_path: Path) -> None:
     SQLiteCache(tmp_path / "cache.db")  # second open must not re-run migrations
     conn = sqlite3.connect(tmp_path / "cache.db")
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert conn.execute("SELECT COUNT(*) FROM schema_migrations").fetchone()[0] == 5, "five migrations"
+    assert conn.execute("SELECT COUNT(*) FROM schema_migrations").fetchone()[0] == 6, "six migrations"
 
 
 def test_unwritable_home_is_a_config_error(tmp_path: Path) -> None:

@@ -1,0 +1,250 @@
+"""Every moderation rule, once: pure functions over one scope's record. No I/O, no clock of their own.
+
+The moderator reads records from the state, asks these functions what to do, and hands the same
+functions to `ModerationState.update`, which applies them atomically to the stored record.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+from motion_meta_cli.config import ThrottleHandling
+
+APP = "app"
+UNMETERED = 0
+"""A budget meaning "answers carry no usage header": nothing to pace by."""
+LIMITED_WINDOWS = 10
+"""A learned budget, a throttle's "limited" mark and a named scope each last this many windows."""
+PRECISE_FROM_PCT = 50.0
+"""From this usage on, a whole-percent reading pins the budget within 2 %."""
+MARGIN_PCT = 2.0
+"""Sends this close (in % of the window) to either end of the window are not counted towards a reading."""
+PROBE_MARGIN_S = 1.0
+"""A probe's lease outlives its one attempt (connect + read timeout) by this much."""
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """What every instance knows of one scope (`app`, `user:acme`, `buc:42:ads_management`, ...)."""
+
+    cooldown_until_ms: int = 0
+    cooldown_started_ms: int = -1
+    """When the current run of strikes began; a throttle of a request sent before it is no new strike."""
+    strikes: int = 0
+    recovering: bool = False
+    """A cooldown without an ETA ended or runs: one probe goes first, the others wait for its answer."""
+    probe: str = ""
+    probe_until_ms: int = 0
+    budget: int | None = None
+    """Calls per window, learned from usage headers (UNMETERED: none came); None: not learned yet."""
+    budget_until_ms: int = 0
+    precise: bool = False
+    """The budget came from a reading of PRECISE_FROM_PCT or more; a coarse one is approached with spacing."""
+    limited_until_ms: int = 0
+    """Throttled lately: the budget binds even with pacing off."""
+
+    @classmethod
+    def load(cls, record: dict[str, Any] | None) -> Scope:
+        """A scope from its stored record (a missing record is a scope nobody has heard of)."""
+        if not record:
+            return cls()
+        fields = {name: record[name] for name in cls.__dataclass_fields__ if name in record}
+        return cls(**fields)
+
+    def dump(self) -> dict[str, Any]:
+        """The stored record; `expires_ms` tells the backend when nothing in it matters any more."""
+        record = asdict(self)
+        record["expires_ms"] = max(
+            self.cooldown_until_ms, self.probe_until_ms, self.budget_until_ms, self.limited_until_ms
+        )
+        return record
+
+
+@dataclass(frozen=True, slots=True)
+class Wait:
+    """Not yet: `scope` holds the request for `ms` (`why`: cooldown, probe or budget)."""
+
+    scope: str
+    ms: int
+    why: str
+
+
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """The request may go only as the one probe of `scope`."""
+
+    scope: str
+
+
+@dataclass(frozen=True, slots=True)
+class Pause:
+    """What a throttle did to its scope."""
+
+    duration_s: float
+    strikes: int
+    new: bool
+    """The throttled request left after the current cooldown began: new information, worth a log line."""
+    from_eta: bool
+    clamped_from_s: float | None = None
+    """Meta's ETA when it was longer than `pause_max_s` and so cut down."""
+
+
+def blocker(scopes: dict[str, Scope], now: int, handling: ThrottleHandling, probes: set[str]) -> Wait | Probe | None:
+    """What keeps a request on `scopes` from the send log: the longest cooldown, then a recovering scope
+    (or, when pacing, an app budget not learned yet) it does not probe. None: nothing."""
+    waits = [
+        Wait(name, s.cooldown_until_ms - now, "cooldown") for name, s in scopes.items() if s.cooldown_until_ms > now
+    ]
+    if waits:
+        return max(waits, key=lambda wait: wait.ms)
+    for name, scope in scopes.items():
+        cold = name == APP and handling.pacing and scope.budget is None
+        if (scope.recovering or cold) and name not in probes:
+            if scope.probe and scope.probe_until_ms > now:
+                return Wait(name, scope.probe_until_ms - now, "probe")
+            return Probe(name)
+    return None
+
+
+def take_probe(scope: Scope, now: int, holder: str, ttl_ms: int) -> Scope:
+    """`holder` becomes the probe unless a live one exists."""
+    if scope.probe and scope.probe_until_ms > now:
+        return scope
+    return replace(scope, probe=holder, probe_until_ms=now + ttl_ms)
+
+
+def end_probe(scope: Scope, holder: str) -> Scope:
+    """The probe goes back if `holder` still has it."""
+    return replace(scope, probe="", probe_until_ms=0) if scope.probe == holder else scope
+
+
+def probe_ttl_ms(connect_timeout_s: float, read_timeout_s: float) -> int:
+    """A probe lives as long as the one attempt it stands for."""
+    return int((connect_timeout_s + read_timeout_s + PROBE_MARGIN_S) * 1000)
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    """How a send log admits: at most `limit` sends per window (None: no ceiling), and from `spacing_from`
+    sends on, one per `spacing_ms`; `record`: log this send in it (else it is only counted)."""
+
+    log: str
+    limit: int | None = None
+    spacing_from: int = 0
+    spacing_ms: int = 0
+    record: bool = True
+
+
+def answered_log(name: str) -> str:
+    """The log of a metered scope's answers, by when they came back: those back before a request left were
+    surely counted by Meta before it, so they are what a reading of that request can be divided by."""
+    return f"{name}:answered"
+
+
+def limit(name: str, scope: Scope, now: int, handling: ThrottleHandling) -> Limit:
+    """The send-log rule of a metered scope: its learned budget binds while pacing, or once throttled.
+    While the budget is only a coarse lower bound, sends above the threshold are spaced at window / budget,
+    so each new reading can refine it before the top is reached."""
+    budget = scope.budget if scope.budget_until_ms > now else None
+    binding = budget is not None and budget != UNMETERED and (handling.pacing or scope.limited_until_ms > now)
+    if not binding or budget is None:
+        return Limit(name)
+    if scope.precise:
+        return Limit(name, budget, 0, 0)
+    spacing_from = max(1, math.floor(budget * handling.usage_threshold_pct / 100))
+    return Limit(name, budget, spacing_from, int(handling.counted_window_s * 1000) // budget)
+
+
+def is_metered(name: str) -> bool:
+    """Scopes whose usage headers give a percentage, so that a budget can be learned: the app and business use cases."""
+    return name == APP or name.startswith("buc:")
+
+
+def estimate_budget(sends: int, usage_pct: float) -> int | None:
+    """Calls per window, from `sends` of ours that a reading counted and the percentage it reported.
+
+    Meta reports whole percent. Below PRECISE_FROM_PCT the bound 100·n/(u+1) is used (it only grows as
+    readings come back: the ramp-up); from there on 100·n/u, exact when the percentage is truncated.
+    Other traffic on the same scope raises u and so lowers the estimate: the error is on the safe side.
+    """
+    if sends <= 0 or usage_pct < 0:
+        return None
+    if usage_pct >= PRECISE_FROM_PCT:
+        return max(1, math.floor(100 * sends / usage_pct))
+    return max(1, math.floor(100 * sends / (usage_pct + 1)))
+
+
+def after_success(scope: Scope, holder: str) -> Scope:
+    """An answer that was no throttle: strikes and recovery end, and the probe goes back."""
+    scope = end_probe(scope, holder)
+    if scope.strikes or scope.recovering:
+        scope = replace(scope, strikes=0, recovering=False, cooldown_started_ms=-1)
+    return scope
+
+
+def learn(scope: Scope, now: int, *, usage_pct: float | None, counted: int, handling: ThrottleHandling) -> Scope:
+    """A usage reading of a metered scope teaches its budget (`counted`: our sends the reading surely
+    includes). A budget only grows while valid, and is refreshed once a window; an answer without a
+    reading makes an unknown budget UNMETERED, which never replaces a learned one."""
+    ttl_ms = int(handling.window_s * LIMITED_WINDOWS * 1000)
+    current = scope.budget if scope.budget_until_ms > now else None
+    if usage_pct is None:
+        return replace(scope, budget=UNMETERED, budget_until_ms=now + ttl_ms) if current is None else scope
+    estimate = estimate_budget(counted, usage_pct)
+    if estimate is None:
+        return scope
+    precise = usage_pct >= PRECISE_FROM_PCT
+    grows = current is None or current == UNMETERED or estimate > current or (precise and not scope.precise)
+    if not grows and scope.budget_until_ms - now > ttl_ms - handling.window_s * 1000:
+        return scope
+    merged = estimate if current is None or current == UNMETERED else max(current, estimate)
+    return replace(scope, budget=merged, budget_until_ms=now + ttl_ms, precise=precise or scope.precise)
+
+
+def pause_s(strikes: int, eta_s: float | None, handling: ThrottleHandling, jitter: float) -> tuple[float, float | None]:
+    """How long a throttle pauses its scope, and Meta's ETA when it was clamped to `pause_max_s`.
+
+    With an ETA exactly that long (probing early lengthens Meta's block), at most `pause_max_s`. Without one
+    from the floor, doubling per strike up to the cap, with a little upward `jitter` (0–1): a pause shorter
+    than the floor invites another throttle.
+    """
+    if eta_s is not None and eta_s > 0:
+        if eta_s > handling.max_s:
+            return handling.max_s, eta_s
+        return eta_s, None
+    base = min(handling.cap_s, handling.floor_s * 2 ** max(strikes - 1, 0))
+    return min(handling.cap_s, base * (1 + jitter / 4)), None
+
+
+def after_throttle(
+    scope: Scope, now: int, *, sent_ms: int, holder: str, eta_s: float | None, handling: ThrottleHandling, jitter: float
+) -> tuple[Scope, Pause]:
+    """Meta throttled a request on this scope that left at `sent_ms`: a strike if it left after the current
+    cooldown began, a cooldown only ever extended, recovery when there is no ETA, and the scope limited."""
+    new = sent_ms > scope.cooldown_started_ms
+    strikes = scope.strikes + 1 if new else max(scope.strikes, 1)
+    duration_s, clamped = pause_s(strikes, eta_s, handling, jitter)
+    from_eta = eta_s is not None and eta_s > 0
+    scope = replace(
+        end_probe(scope, holder),
+        strikes=strikes,
+        cooldown_started_ms=now if new else scope.cooldown_started_ms,
+        cooldown_until_ms=max(scope.cooldown_until_ms, now + int(duration_s * 1000)),
+        recovering=scope.recovering or not from_eta,
+        limited_until_ms=max(scope.limited_until_ms, now + int(handling.window_s * LIMITED_WINDOWS * 1000)),
+    )
+    return scope, Pause(duration_s, strikes, new, from_eta, clamped)
+
+
+def with_names(record: dict[str, Any] | None, now: int, names: set[str], ttl_ms: int) -> dict[str, Any]:
+    """A customer's named scopes (`names:<customer>`: scope -> until) with `names` added or refreshed."""
+    until = {n: t for n, t in (record or {}).get("scopes", {}).items() if t > now}
+    until.update(dict.fromkeys(names, now + ttl_ms))
+    return {"scopes": until, "expires_ms": max(until.values(), default=now)}
+
+
+def live_names(record: dict[str, Any] | None, now: int) -> set[str]:
+    """The named scopes of a `names:<customer>` record that have not expired."""
+    return {name for name, until in (record or {}).get("scopes", {}).items() if until > now}
