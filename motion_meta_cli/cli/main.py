@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from motion_meta_cli.cli import credentials, customers, demo, emulator, fetch, poll, store, stress
+from motion_meta_cli.cli import credentials, customers, demo, emulator, fetch, moderation, poll, store, stress
 
 app = typer.Typer(
     name="motion-meta",
@@ -23,6 +23,7 @@ app.command("demo")(demo.demo)
 app.add_typer(customers.app, name="customers")
 app.add_typer(credentials.app, name="credentials")
 app.add_typer(store.app, name="store")
+app.add_typer(moderation.app, name="moderation")
 
 
 def _version(value: bool) -> None:

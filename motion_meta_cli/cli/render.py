@@ -92,6 +92,37 @@ def render_credentials(statuses: list[CredentialStatus], *, as_json: bool) -> No
     stdout.print(table)
 
 
+def render_moderation(state: dict[str, Any], *, as_json: bool) -> None:
+    """`moderation show`: a table of scopes, then named scopes and slots."""
+    if as_json:
+        print_json(state)
+        return
+    if not state["scopes"] and not state["named_scopes"] and not state["slots"]:
+        stdout.print("no shared moderation state: nothing paused, no budget learned yet")
+        return
+    table = Table(title="Shared moderation", title_justify="left")
+    for column in ("scope", "cooldown", "strikes", "probe", "budget", "limited"):
+        table.add_column(column)
+
+    def seconds(value: float | None) -> str:
+        return "-" if value is None else f"{value:.1f} s left"
+
+    for row in state["scopes"]:
+        cooldown = seconds(row["cooldown_s"]) + (" (recovering)" if row["recovering"] else "")
+        budget = row["budget"]
+        shown = "-" if budget is None else f"{budget}/window" if isinstance(budget, int) else str(budget)
+        if isinstance(budget, int) and not row["budget_precise"]:
+            shown += " (coarse)"
+        table.add_row(
+            row["scope"], cooldown, str(row["strikes"]), seconds(row["probe_s"]), shown, seconds(row["limited_s"])
+        )
+    stdout.print(table)
+    for customer, scopes in state["named_scopes"].items():
+        stdout.print(f"{customer} also falls under: {', '.join(scopes)}")
+    for customer, held in state["slots"].items():
+        stdout.print(f"{customer}: {held} request(s) in flight")
+
+
 def _cooldowns(app: AppHandler) -> str:
     try:
         active = app.moderator.cooldowns()

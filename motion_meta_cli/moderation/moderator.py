@@ -232,18 +232,49 @@ class Moderator:
             if record.get("cooldown_until_ms", 0) > now
         }
 
-    def describe(self) -> dict[str, dict[str, Any]]:
-        """Every record in the state, for `moderation show`: scopes, named scopes and slots."""
+    def describe(self) -> dict[str, Any]:
+        """What every instance shares right now, for `moderation show`: each scope's cooldown, probe, budget
+        and limited mark (seconds left), each customer's named scopes, and the slots held."""
         now, records = self.state.read(None)
-        return {key: {**record, "now_ms": now} for key, record in sorted(records.items())}
+        scopes, named, slots = [], {}, {}
+        for key, record in sorted(records.items()):
+            kind, _, customer = key.partition(":")
+            if kind == "names":
+                named[customer] = sorted(rules.live_names(record, now))
+            elif kind == "slots":
+                slots[customer] = sum(until > now for until in record.get("holders", {}).values())
+            else:
+                scope = Scope.load(record)
+                budget = scope.budget if scope.budget_until_ms > now else None
+
+                def left(until_ms: int) -> float | None:
+                    return round((until_ms - now) / 1000, 3) if until_ms > now else None
+
+                scopes.append(
+                    {
+                        "scope": key,
+                        "cooldown_s": left(scope.cooldown_until_ms),
+                        "strikes": scope.strikes,
+                        "recovering": scope.recovering,
+                        "probe_s": left(scope.probe_until_ms) if scope.probe else None,
+                        "budget": "unmetered" if budget == rules.UNMETERED else budget,
+                        "budget_precise": scope.precise if budget else None,
+                        "limited_s": left(scope.limited_until_ms),
+                    }
+                )
+        return {"scopes": scopes, "named_scopes": named, "slots": slots}
 
     def clear(self, keys: Sequence[str] | None) -> list[str]:
-        """End the records of `keys` (every one when None) for every instance; returns what was cleared."""
+        """End the records of `keys` for every instance (every scope and named scope when None; slots stay,
+        they are held by requests in flight); returns the keys that had something to clear."""
+        present = set(self.state.read(None if keys is None else list(keys))[1])
         if keys is None:
-            keys = [key for key in self.state.read(None)[1] if not key.startswith("slots:")]
-        cleared = [key for key in keys if self.state.update(key, lambda record, now: None) is None]
+            keys = sorted(key for key in present if not key.startswith("slots:"))
+        cleared = [key for key in keys if key in present]
+        for key in cleared:
+            self.state.update(key, lambda record, now: None)
         if cleared:
-            log.warning("moderation cleared by hand: %s", ", ".join(cleared))
+            log.warning("moderation cleared by hand for every instance: %s", ", ".join(cleared))
         return cleared
 
     def _scopes(self, customer: str) -> tuple[int, dict[str, Scope], set[str]]:
