@@ -2,7 +2,7 @@
 
     with AppHandler.from_settings(load_settings()) as app:
         result = app.fetch("motion_test_user", fields=("id", "name"))
-        results = app.handle_request()          # every active customer
+        report = app.handle_request()           # every active customer: fetched, failed, skipped
 
 Parts are built on first use, so a command that only lists customers never connects to Redis or
 Secrets Manager.
@@ -28,7 +28,7 @@ from motion_meta_cli.moderation.moderator import Moderator
 from motion_meta_cli.moderation.rules import probe_ttl_ms
 from motion_meta_cli.moderation.slots import CustomerSlots
 from motion_meta_cli.request_manager import MetaRequestManager
-from motion_meta_cli.service import MetaUserService
+from motion_meta_cli.service import CycleReport, MetaUserService
 from motion_meta_cli.storage.base import Cache, CustomerStore, SecretsStore
 
 log = logging.getLogger(__name__)
@@ -129,14 +129,15 @@ class AppHandler:
         self.store.get_customer(customer)
         return self.service.fetch_one(customer, normalize_fields(fields) if fields else None)
 
-    def handle_request(self, customers: Sequence[str] | None = None) -> list[FetchResult]:
-        """Fetch and store `customers` (default: every active customer); one result each."""
+    def handle_request(self, customers: Sequence[str] | None = None) -> CycleReport:
+        """Fetch and store `customers` (default: every active customer) in one cycle (`MetaUserService.run_cycle`,
+        without leases); the report holds one result per customer fetched or failed."""
         self.credentials  # noqa: B018 - seeds the demo customer before customers are listed
         if customers is None:
             names = [c.name for c in self.store.list_customers()]
         else:
             names = [self.store.get_customer(name).name for name in customers]
-        return self.service.run_once(names)
+        return self.service.run_cycle(names)
 
     def close(self) -> None:
         """Release connections and files of the parts that were built."""

@@ -15,15 +15,16 @@ from motion_meta_cli.logs import quiet_sdk_loggers
 
 
 def handler(event: dict[str, Any] | None, context: object = None) -> dict[str, Any]:
-    """Fetch and store the event's customers; returns counts and one result per customer."""
+    """Fetch and store the event's customers; returns who was fetched, failed and skipped, and each result."""
     quiet_sdk_loggers()
     customers = (event or {}).get("customers")
     if customers is not None and not (isinstance(customers, list) and all(isinstance(c, str) for c in customers)):
         raise UsageError('"customers" must be a list of customer names')
     with AppHandler.from_settings(load_settings()) as app:
-        results = app.handle_request(customers)
+        report = app.handle_request(customers)
     return {
-        "fetched": sum(r.ok for r in results),
-        "failed": sum(not r.ok for r in results),
-        "results": [r.to_dict() for r in results],
+        "fetched": sorted(report.fetched),
+        "failed": dict(sorted(report.failed.items())),
+        "skipped": sorted(report.skipped_rejected),
+        "results": [r.to_dict() for r in sorted(report.results, key=lambda r: r.customer)],
     }

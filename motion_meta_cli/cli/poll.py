@@ -26,7 +26,10 @@ def poll(
     ] = None,
     concurrency: Annotated[int | None, typer.Option(min=1, max=1000, help="Customers fetched at once.")] = None,
     once: Annotated[
-        bool, typer.Option("--once", help="One cycle, for cron: exit 9 if some failed, 10 if a run overlaps.")
+        bool,
+        typer.Option(
+            "--once", help="One cycle, for cron: exit 0 only if all were fetched, 9 if not, 10 if a run overlaps."
+        ),
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per cycle on stdout.")] = False,
 ) -> None:
@@ -36,7 +39,7 @@ def poll(
         from motion_meta_cli.cli.errors import configure_logging
         from motion_meta_cli.cli.render import live_view, poll_panel, print_json, render_cycle_line
         from motion_meta_cli.config import load_settings
-        from motion_meta_cli.errors import ExitCode
+        from motion_meta_cli.errors import BackendUnavailableError, ExitCode
         from motion_meta_cli.poller import Poller, stoppable_sleep
 
         settings = load_settings()
@@ -52,11 +55,11 @@ def poll(
             if guard is not None and not guard.acquire(blocking=False):
                 typer.echo("error: another `poll --once` run is still going (overlap guard); not starting", err=True)
                 raise typer.Exit(ExitCode.ALREADY_RUNNING)
-            failed = 0
+            complete = True
             try:
                 with live_view(lambda: poll_panel(poller, app), enabled=not as_json) as live:
                     for report in poller.run(stop=stop, cycles=1 if once else cycles):
-                        failed += len(report.failed)
+                        complete = complete and report.complete
                         if as_json:
                             print_json(report.to_dict())
                         elif not live:
@@ -65,7 +68,11 @@ def poll(
             finally:
                 if guard is not None:
                     guard.release()
-        if once and failed:
+            if not poller.backlog.flush():
+                raise BackendUnavailableError(
+                    f"{len(poller.backlog)} fetched result(s) could not be stored: the store did not answer"
+                )
+        if once and not complete:
             raise typer.Exit(ExitCode.SOME_FAILED)
 
 

@@ -16,7 +16,8 @@ from motion_meta_cli.models import Customer, FetchResult, iso_utc
 
 if TYPE_CHECKING:
     from motion_meta_cli.app import AppHandler
-    from motion_meta_cli.poller import CycleReport, Poller
+    from motion_meta_cli.poller import Poller
+    from motion_meta_cli.service import CycleReport
     from motion_meta_cli.stress import StressProgress, StressReport
 
 stdout = Console(soft_wrap=True)
@@ -191,6 +192,8 @@ def render_cycle_line(report: CycleReport) -> None:
         f"cycle {report.cycle} (slot {report.slot}): fetched {len(report.fetched)}, failed {len(report.failed)}, "
         f"skipped {len(report.skipped_rejected)}, taken by other instances {report.taken_elsewhere}, "
         f"{report.duration_s:.2f} s{' OVERRUN' if report.overrun else ''}"
+        + (f"; {report.unsaved} result(s) waiting for the store" if report.unsaved else "")
+        + (f"; {report.lost} result(s) lost" if report.lost else "")
         + (f"; last error: {report.last_error}" if report.last_error else "")
     )
 

@@ -1,6 +1,7 @@
 """A local HTTP server that answers `GET /{version}/me` the way Meta's Graph API does, throttling included.
 
-Besides the Graph path it serves two control endpoints: `GET /__stats` (what the emulator saw, never tokens)
+Besides the Graph path it serves control endpoints: `GET /__timeline` (when each user's latest requests
+were answered), `GET /__stats` (what the emulator saw, never tokens)
 and `POST /__reset` (clear the counters and every limiter).
 
 One Graph request goes: draw its faults → sleep the latency → count it in every scope (scopes.py) → answer
@@ -188,6 +189,10 @@ class GraphEmulator:
             if method != "GET":
                 return _control_error(405, "Use GET /__stats.")
             return _Reply(200, self.stats())
+        if parts.path == "/__timeline":
+            if method != "GET":
+                return _control_error(405, "Use GET /__timeline.")
+            return _Reply(200, self._stats.timeline())
         if parts.path == "/__reset":
             if method != "POST":
                 return _control_error(405, "Use POST /__reset.")

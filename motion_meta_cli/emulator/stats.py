@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from motion_meta_cli.emulator.faults import Fault
 from motion_meta_cli.emulator.scopes import CHECK_ORDER, CallVerdict
+
+TIMELINE_PER_USER = 100
+"""Answer times kept per user for `GET /__timeline`."""
 
 
 @dataclass(slots=True)
@@ -50,6 +53,7 @@ class EmulatorStats:
         self._token_in_query = 0
         self._peak_concurrency = self._in_flight
         self._per_user: Counter[str] = Counter()
+        self._timeline: dict[str, deque[float]] = {}
 
     def enter(self) -> None:
         """A request has started."""
@@ -78,6 +82,14 @@ class EmulatorStats:
             self._token_in_query += record.token_in_query
             if record.user_id is not None:
                 self._per_user[record.user_id] += 1
+                times = self._timeline.setdefault(record.user_id, deque(maxlen=TIMELINE_PER_USER))
+                times.append(round(self._clock() - self._started_at, 3))
+
+    def timeline(self) -> dict[str, Any]:
+        """When each user's latest requests were answered (seconds since start or reset, oldest first), and now."""
+        with self._lock:
+            per_user = {user: list(times) for user, times in self._timeline.items()}
+            return {"now_s": round(self._clock() - self._started_at, 3), "per_user": per_user}
 
     def reset(self) -> None:
         """Zero every counter and restart the clock of `first_throttle_at_s`."""

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import random as _random
-import secrets
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -27,7 +26,7 @@ from motion_meta_cli.errors import ThrottledError
 from motion_meta_cli.meta import Classification, Usage
 from motion_meta_cli.moderation import rules
 from motion_meta_cli.moderation.rules import APP, Limit, Pause, Scope, Wait
-from motion_meta_cli.moderation.state import ModerationState, Record
+from motion_meta_cli.moderation.state import ModerationState, Record, holder_id
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +102,7 @@ class Moderator:
     ) -> Ticket:
         """Wait until an attempt for `customer` may leave, then log it; ThrottledError when that would take
         longer than `budget_s` (the pause stays, nothing is sent)."""
-        start, holder, probes = self._clock(), secrets.token_hex(8), set[str]()
+        start, holder, probes = self._clock(), holder_id(), set[str]()
         window_ms = int(handling.counted_window_s * 1000)
         # Answers count from MARGIN_PCT inside Meta's window: the send logs' window is the longer, guarded one.
         margin_ms = window_ms - int(handling.window_s * 1000 * (1 - rules.MARGIN_PCT / 100))

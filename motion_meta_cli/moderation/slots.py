@@ -9,14 +9,13 @@ the lease runs out.
 
 from __future__ import annotations
 
-import secrets
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from motion_meta_cli.errors import ThrottledError
-from motion_meta_cli.moderation.state import ModerationState
+from motion_meta_cli.moderation.state import ModerationState, holder_id
 
 
 def _taking(holder: str, limit: int, until_ms: int) -> Callable[[dict[str, Any] | None, int], dict[str, Any]]:
@@ -80,7 +79,7 @@ class CustomerSlots:
     @contextmanager
     def hold(self, customer: str, *, wait_s: float) -> Iterator[SlotLease]:
         """Hold one of `limit` slots of `customer` for the block; ThrottledError after `wait_s` without one."""
-        holder, start, poll = secrets.token_hex(8), self.clock(), self.POLL_S[0]
+        holder, start, poll = holder_id(), self.clock(), self.POLL_S[0]
         take = _taking(holder, self.limit, int(self.lease_s * 1000))
         while holder not in (self.state.update(f"slots:{customer}", take) or {}).get("holders", {}):
             if self.clock() - start + poll > wait_s:

@@ -10,6 +10,9 @@ decide what to write live in `rules.py`; a backend only stores.
 from __future__ import annotations
 
 import bisect
+import os
+import secrets
+import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -31,6 +34,11 @@ class Admission:
     wait_ms: int
     now_ms: int
     counted: tuple[int, ...]
+
+
+def holder_id() -> str:
+    """A unique id for whoever takes a probe or slot, naming its host and process (`moderation show`, tests)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
 class ModerationState(Protocol):

@@ -23,9 +23,10 @@ def test_handle_request_fetches_every_active_customer(home: Path) -> None:
                 app.store.add_customer(f"customer{n}")
                 app.secrets.put_secret(f"customer{n}", f"EAAcustomer{n:02d}-token-xxxxxxxx")
             app.store.add_customer("no_token")
-            results = app.handle_request()
-            assert {r.customer for r in results if r.ok} == {f"customer{n}" for n in range(5)} | {"motion_test_user"}
-            assert [r.customer for r in results if not r.ok] == ["no_token"]
+            report = app.handle_request()
+            assert set(report.fetched) == {f"customer{n}" for n in range(5)} | {"motion_test_user"}
+            assert list(report.failed) == ["no_token"]
+            assert {r.customer for r in report.results} == set(report.fetched) | {"no_token"}
             assert len(set(server.stats()["per_user"])) == 6, "each customer was fetched with its own token"
             assert app.store.latest("customer3") is not None
             with pytest.raises(UnknownCustomerError):
@@ -37,7 +38,7 @@ def test_lambda_handler_uses_the_environment(home: Path, monkeypatch: pytest.Mon
         monkeypatch.setenv("META_GRAPH_URL", server.url)
         monkeypatch.setenv("META_ACCESS_TOKEN", DEMO_TOKEN)
         out = handler({"customers": ["motion_test_user"]}, None)
-    assert (out["fetched"], out["failed"]) == (1, 0)
+    assert (out["fetched"], out["failed"], out["skipped"]) == (["motion_test_user"], {}, [])
     assert out["results"][0]["name"] == "Motion Test User"
     with pytest.raises(UsageError):
         handler({"customers": "motion_test_user"})

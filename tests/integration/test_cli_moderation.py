@@ -26,7 +26,9 @@ def test_an_absurd_eta_is_clamped_and_clear_ends_it_for_the_next_process() -> No
     def reply(path: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
         calls.append(path)
         if len(calls) == 1:
-            error = {"error": {"message": "(#4) Application request limit reached", "code": 4, "type": "OAuthException"}}
+            error = {
+                "error": {"message": "(#4) Application request limit reached", "code": 4, "type": "OAuthException"}
+            }
             return json_reply(400, error, {"X-Business-Use-Case-Usage": json.dumps(ABSURD_ETA)})
         return json_reply(200, {"id": "1", "name": "Ada"}, {"X-App-Usage": '{"call_count": 1}'})
 

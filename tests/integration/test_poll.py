@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 import requests
 
 from motion_meta_cli.app import AppHandler
@@ -72,46 +74,88 @@ def _per_user(url: str) -> dict[str, int]:
     return dict(requests.get(f"{url}/__stats", timeout=5).json()["per_user"])
 
 
-def test_three_instances_fetch_each_customer_once_per_cycle(
+def _timeline(url: str) -> tuple[float, dict[str, list[float]]]:
+    body = requests.get(f"{url}/__timeline", timeout=5).json()
+    return float(body["now_s"]), {user: list(times) for user, times in body["per_user"].items()}
+
+
+def _sleep_until_into_slot(interval_s: float, offset_s: float) -> None:
+    """Start a process at a chosen point of a wall-clock slot (the schedule itself, not a wait for an event)."""
+    now = time.time()
+    target = (now // interval_s + 1) * interval_s + offset_s
+    time.sleep(target - now)
+
+
+def test_three_instances_one_started_late_fetch_no_customer_twice_within_an_interval(
     tmp_path: Path, emulator_url: str, redis_server: RedisServer
 ) -> None:
     home = tmp_path / "shared"
-    names = _seed(home, 60)
+    names = _seed(home, 30)
     env = _env(emulator_url, home, redis_server.url)
-    procs = [_start(["--interval", "1.5", "--cycles", "3", "--concurrency", "8"], env, tmp_path) for _ in range(3)]
-    outputs = [p.communicate(timeout=120) for p in procs]
-    assert all(p.returncode == 0 for p in procs), [e[-800:] for _, e in outputs]
-    by_slot: dict[int, Counter[str]] = defaultdict(Counter)
-    for out, _ in outputs:
-        for report in _reports(out):
-            by_slot[int(report["slot"])].update(report["customers"])  # type: ignore[arg-type]
-    for slot, fetched in by_slot.items():
-        assert max(fetched.values()) == 1, f"slot {slot}: a customer was fetched twice"
-    full = [slot for slot, fetched in by_slot.items() if len(fetched) == 60]
-    assert len(full) >= 3, {slot: len(f) for slot, f in by_slot.items()}
-    per_user = _per_user(emulator_url)
-    assert sorted(per_user) == sorted(derived_user(_token(n)).id for n in range(60))
-    assert sum(per_user.values()) == sum(sum(f.values()) for f in by_slot.values()), "the emulator agrees"
-    assert set(names) == set().union(*by_slot.values())
+    interval = 2.0
+    _sleep_until_into_slot(interval, 1.0)  # half way into a slot, alone: it fetches everyone late in the slot
+    late = _start(["--interval", "2", "--cycles", "3", "--concurrency", "4"], env, tmp_path)
+    _sleep_until_into_slot(interval, 0.0)  # the others join at the next slot, where nobody may fetch them again
+    punctual = [_start(["--interval", "2", "--cycles", "3", "--concurrency", "4"], env, tmp_path) for _ in range(2)]
+    outputs = [p.communicate(timeout=120) for p in [*punctual, late]]
+    assert all(p.returncode == 0 for p in [*punctual, late]), [e[-800:] for _, e in outputs]
+    _, timeline = _timeline(emulator_url)
+    assert sorted(timeline) == sorted(derived_user(_token(n)).id for n in range(30)), "every customer fetched"
+    gaps = [later - earlier for times in timeline.values() for earlier, later in itertools.pairwise(times)]
+    # Instances start their cycles up to half a second apart (imports); a second fetch within the interval
+    # would come 0.03-0.4 s after the first.
+    assert min(gaps) > interval / 2, sorted(gaps)[:5]
+    fetched = Counter(name for out, _ in outputs for r in _reports(out) for name in r["customers"])  # type: ignore[attr-defined]
+    assert set(fetched) == set(names)
 
 
-def test_a_killed_instance_loses_no_customer_for_more_than_one_interval(
-    tmp_path: Path, emulator_url: str, redis_server: RedisServer
+def test_a_poll_instance_killed_with_requests_in_flight_costs_at_most_an_interval_and_an_attempt(
+    tmp_path: Path, redis_server: RedisServer
 ) -> None:
     home = tmp_path / "shared"
-    _seed(home, 30)
-    env = _env(emulator_url, home, redis_server.url)
-    survivor = _start(["--interval", "1", "--cycles", "5", "--concurrency", "4"], env, tmp_path)
-    victim = _start(["--interval", "1", "--concurrency", "4"], env, tmp_path)
-    time.sleep(2.2)
-    victim.kill()
-    victim.communicate()
-    out, err = survivor.communicate(timeout=120)
+    _seed(home, 20)
+    interval, attempt = 2.0, 0.5 + 1.5 + 1.0  # connect + read timeout + the lease margin
+    with emulator_process("--accept-any-token", "--latency-s", "0.5") as url:
+        env = {
+            **_env(url, home, redis_server.url),
+            "META_PLATFORM__RETRY__CONNECT_TIMEOUT_S": "0.5",
+            "META_PLATFORM__RETRY__READ_TIMEOUT_S": "1.5",
+        }
+        # Alone, the survivor's cycle (20 customers, 8 at a time, 0.5 s each) fits its interval.
+        survivor = _start(["--interval", "2", "--concurrency", "8"], env, tmp_path)
+        victim = _start(["--interval", "2", "--concurrency", "8"], env, tmp_path)
+        client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+        try:
+            # Past their first (late) cycles, which may lease the next slot too, both run on the slots' grid.
+            first_reports = [json.loads(p.stdout.readline()) for p in (survivor, victim)]  # type: ignore[union-attr]
+            deadline = time.monotonic() + 30
+            held: list[str] = []
+            while not held and time.monotonic() < deadline:  # the victim holds slots: its requests are in flight
+                for key in client.scan_iter("motion-meta:mod:slots:*"):
+                    record = json.loads(client.get(key) or "{}")
+                    held += [h for h in record.get("holders", {}) if f":{victim.pid}:" in h]
+            assert held, "the victim never had a request in flight"
+            victim.kill()
+            victim.communicate()
+            killed_at, _ = _timeline(url)
+            deadline = time.monotonic() + interval + attempt + 5
+            while time.monotonic() < deadline:
+                now, timeline = _timeline(url)
+                after = {
+                    user: [t for t in times if killed_at + 0.7 < t <= killed_at + interval + attempt + 0.5]
+                    for user, times in timeline.items()
+                }
+                if (len(timeline) == 20 and all(after.values())) or now > killed_at + interval + attempt + 0.5:
+                    break
+                time.sleep(0.2)
+        finally:
+            client.close()
+            survivor.send_signal(signal.SIGTERM)
+            out, err = survivor.communicate(timeout=60)
     assert survivor.returncode == 0, err[-800:]
-    reports = _reports(out)
-    # Within one interval of the kill, the survivor fetches everyone itself.
-    assert reports[-1]["fetched"] == 30
-    assert reports[-2]["fetched"] == 30
+    assert len(timeline) == 20 and all(after.values()), {u: t for u, t in after.items() if not t}
+    failures = [r["failures"] for r in [first_reports[0], *_reports(out)] if r["failures"]]
+    assert failures == [], "no customer failed on a slot the victim held"
 
 
 def test_sigterm_finishes_requests_in_flight_and_exits_0(tmp_path: Path, emulator_url: str) -> None:
@@ -176,10 +220,21 @@ def test_once_exit_codes_and_the_overlap_guard(tmp_path: Path, emulator_url: str
     home = tmp_path / "h"
     _seed(home, 3)
     env = _env(emulator_url, home)
-    assert run_cli("poll", "--once", cwd=tmp_path, env=env).code == 0
+    hourly = ["poll", "--once", "--interval", "3600", "--json"]  # every run below falls in the same slot
+    assert run_cli(*hourly, cwd=tmp_path, env=env).code == 0
     run_cli("customers", "add", "no_token", cwd=tmp_path, env=env)
-    some_failed = run_cli("poll", "--once", "--interval", "1", cwd=tmp_path, env=env)
+    some_failed = run_cli(*hourly, cwd=tmp_path, env=env)
     assert some_failed.code == 9
+    (report,) = _reports(some_failed.stdout)
+    assert report["failures"] == {"no_token": "missing_credentials"} and report["taken_elsewhere"] == 3
+    fixed = run_cli(
+        "credentials", "set", "--customer", "no_token", cwd=tmp_path, env=env, input="EAAfixedtoken00000000"
+    )
+    assert fixed.code == 0, fixed.stderr
+    retried = run_cli(*hourly, cwd=tmp_path, env=env)
+    assert retried.code == 0, retried.stderr
+    (report,) = _reports(retried.stdout)
+    assert report["customers"] == ["no_token"], "the failed run gave its lease back: no 'taken elsewhere'"
     holder = subprocess.Popen(
         [
             sys.executable,
@@ -215,5 +270,6 @@ def test_rejected_customers_are_skipped_until_their_credentials_change(tmp_path:
         reports = _reports(first.stdout)
         assert [r["failed"] for r in reports] == [1, 0, 0]
         assert [r["skipped"] for r in reports] == [0, 1, 1]
+        assert reports[1]["skipped_customers"] == ["c000"]
         assert first.stderr.count("skipping c000 until its credentials change") == 1
         assert strict.stats()["requests"] == 1

@@ -60,7 +60,7 @@ def test_a_200_that_is_not_a_user_is_an_upstream_error(parts: tuple, body: objec
 
 
 @responses.activate
-def test_run_once_fetches_everyone_and_one_failure_does_not_stop_the_others(parts: tuple) -> None:
+def test_a_cycle_fetches_everyone_and_one_failure_does_not_stop_the_others(parts: tuple) -> None:
     agent, store, secrets = parts
     for name in ("a", "b", "c"):
         store.add_customer(name)
@@ -68,7 +68,9 @@ def test_run_once_fetches_everyone_and_one_failure_does_not_stop_the_others(part
     secrets.put_secret("c", "EAAtokenC")  # b has no token
     responses.get(ME, json={"id": "1", "name": "One"})
     service = MetaUserService(agent, store, max_workers=3)
-    results = service.run_once(["a", "b", "c"])
+    report = service.run_cycle(["a", "b", "c"])
+    results = sorted(report.results, key=lambda r: r.customer)
+    assert report.fetched and sorted(report.failed) == ["b"] and not report.complete
     assert [r.customer for r in results] == ["a", "b", "c"]
     assert [r.ok for r in results] == [True, False, True]
     assert results[1].error is not None and results[1].error.kind == "missing_credentials"
@@ -86,5 +88,6 @@ def test_an_unexpected_bug_costs_one_customer_only(parts: tuple) -> None:
                 raise KeyError("bug")
             raise InvalidFieldsError("x")
 
-    results = MetaUserService(Broken(), store).run_once(["a", "b"])  # type: ignore[arg-type]
+    report = MetaUserService(Broken(), store).run_cycle(["a", "b"])  # type: ignore[arg-type]
+    results = sorted(report.results, key=lambda r: r.customer)
     assert [r.error.kind for r in results if r.error] == ["invalid_fields", "internal"]

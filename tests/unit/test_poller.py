@@ -16,7 +16,8 @@ import responses
 
 from motion_meta_cli.app import AppHandler
 from motion_meta_cli.config import DEMO_CUSTOMER, Settings
-from motion_meta_cli.poller import CLAIM_BATCH, LEASE_PREFIX, CycleReport, Poller
+from motion_meta_cli.poller import Poller
+from motion_meta_cli.service import CLAIM_BATCH, LEASE_PREFIX, CycleReport
 
 ME = "https://graph.test/v25.0/me"
 SLOT = 4242
@@ -209,3 +210,74 @@ def test_a_first_cycle_started_late_in_its_slot_is_not_an_overrun(app: AppHandle
     cycles, waits = _scheduled(app, 1009.0, [2.0, 1.0])
     assert cycles == [(100, 1009.0, False), (101, 1011.0, False)]
     assert waits == []
+
+
+@responses.activate
+def test_a_late_cycle_also_leases_the_next_slot_so_nobody_fetches_twice_within_an_interval(home: Path) -> None:
+    responses.get(ME, json={"id": "1", "name": "User"})
+    wall = FakeWall(SLOT * 10 + 6.0)  # 6 s into a 10 s slot
+    with _open(home) as late, _open(home) as punctual:
+        first = Poller(late, interval_s=10, wall=wall).run_cycle(SLOT, 1, threading.Event())
+        assert sorted(first.fetched) == CUSTOMERS
+        wall.now = (SLOT + 1) * 10.0  # the next slot begins; another instance starts on time
+        second = Poller(punctual, interval_s=10, wall=wall).run_cycle(SLOT + 1, 1, threading.Event())
+        assert second.fetched == [] and second.taken_elsewhere == len(CUSTOMERS), "fetched 4 s ago: not again"
+        wall.now = (SLOT + 2) * 10.0
+        third = Poller(punctual, interval_s=10, wall=wall).run_cycle(SLOT + 2, 2, threading.Event())
+        assert sorted(third.fetched) == CUSTOMERS
+    assert len(responses.calls) == 2 * len(CUSTOMERS)
+
+
+@responses.activate
+def test_a_failed_customer_s_lease_goes_back_so_a_retry_in_the_same_slot_fetches_it(app: AppHandler) -> None:
+    responses.get(ME, json={"id": "1", "name": "User"})
+    app.store.add_customer("no_token")
+    first = Poller(app, interval_s=30, concurrency=4).run_cycle(SLOT, 1, threading.Event())
+    assert list(first.failed) == ["no_token"] and not first.complete
+    app.secrets.put_secret("no_token", "EAAnowithtoken")
+    retry = Poller(app, interval_s=30, concurrency=4).run_cycle(SLOT, 1, threading.Event())
+    assert retry.fetched == ["no_token"], "its lease went back with the failure"
+    assert retry.taken_elsewhere == len(CUSTOMERS), "the others' leases hold: fetched already this slot"
+    assert retry.complete
+
+
+class FlakyStore:
+    """Wraps a store whose `save_results` fails while `down` is set, as a store outage would."""
+
+    def __init__(self, store: object) -> None:
+        self._store = store
+        self.down = False
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._store, name)
+
+    def save_results(self, results: list[object]) -> None:
+        from motion_meta_cli.errors import BackendUnavailableError
+
+        if self.down:
+            raise BackendUnavailableError("the store does not answer (test)")
+        self._store.save_results(results)  # type: ignore[attr-defined]
+
+
+@responses.activate
+def test_a_store_outage_keeps_results_in_memory_until_it_answers(home: Path) -> None:
+    responses.get(ME, json={"id": "1", "name": "User"})
+    with _open(home) as app:
+        flaky = FlakyStore(app.store)
+        app.__dict__["store"] = flaky
+        app.service._store = flaky  # type: ignore[assignment]
+        wall = FakeWall(SLOT * 30.0)
+        poller = Poller(app, interval_s=30, wall=wall)
+        poller.backlog._store = flaky  # type: ignore[assignment]
+        flaky.down = True
+        during = poller.run_cycle(SLOT, 1, threading.Event())
+        assert sorted(during.fetched) == CUSTOMERS and during.unsaved == len(CUSTOMERS) and during.lost == 0
+        assert app.store.latest(CUSTOMERS[0]) is None
+        flaky.down = False
+        wall.now = (SLOT + 1) * 30.0
+        after = poller.run_cycle(SLOT + 1, 2, threading.Event())
+        assert after.unsaved == 0 and after.lost == 0, after
+        assert sorted(after.fetched) == CUSTOMERS
+    with _open(home) as reopened:
+        counts = {name: len(reopened.store.history(name)) for name in CUSTOMERS}
+        assert set(counts.values()) == {2}, counts
