@@ -78,22 +78,19 @@ class SQLiteCache:
         *,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
+        busy_timeout_s: float | None = None,
     ) -> None:
-        self._db = SQLiteDatabase(path, _MIGRATIONS)
+        hint = f"{path.name} is only a cache: it is safe to delete it"
+        self._db = SQLiteDatabase(path, _MIGRATIONS, corrupt_hint=hint, busy_timeout_s=busy_timeout_s)
         self._clock = clock
         self._sleep = sleep
 
     def get(self, key: str) -> str | None:
         """The value, or None when missing or expired."""
-        row = (
-            self._db.connection()
-            .execute(
-                "SELECT value FROM cache WHERE key = ? AND (expires_at IS NULL OR expires_at > ?)",
-                (key, self._clock()),
-            )
-            .fetchone()
+        rows = self._db.query(
+            "SELECT value FROM cache WHERE key = ? AND (expires_at IS NULL OR expires_at > ?)", (key, self._clock())
         )
-        return None if row is None else str(row[0])
+        return str(rows[0][0]) if rows else None
 
     def set(self, key: str, value: str, ttl_s: float | None = None) -> None:
         """Store `value`, expiring after `ttl_s` seconds when given."""
@@ -141,10 +138,9 @@ class SQLiteCache:
     def get_many(self, keys: Sequence[str]) -> list[str | None]:
         """`get` for each key, in one query per MAX_PARAMS keys."""
         found: dict[str, str] = {}
-        conn = self._db.connection()
         for start in range(0, len(keys), MAX_PARAMS):
             chunk = list(keys[start : start + MAX_PARAMS])
-            rows = conn.execute(
+            rows = self._db.query(
                 f"SELECT key, value FROM cache WHERE key IN ({', '.join('?' * len(chunk))}) "
                 "AND (expires_at IS NULL OR expires_at > ?)",
                 (*chunk, self._clock()),
