@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -56,15 +57,22 @@ _MIGRATIONS = [
         UPDATE mod_scopes SET sends = sends - 1 WHERE scope = OLD.scope;
     END
     """,
+    # Expired rows are purged as the cache writes (SQLiteCache._purge_expired); this finds them.
+    "CREATE INDEX cache_by_expiry ON cache (expires_at) WHERE expires_at IS NOT NULL",
 ]
 
 LOCK_POLL_S = 0.02
 MAX_PARAMS = 500
 """Keys per `IN (...)` query: well under SQLite's limit on bound parameters (999 before 3.32)."""
+PURGE_EVERY_S = 5.0
+"""How often (at most, per process) a write also deletes expired rows."""
+PURGE_BATCH = 10_000
+"""Expired rows one purge deletes at most, so a large backlog never stalls a write; the rest go next write."""
 
 
 class SQLiteCache:
-    """`Cache` on a SQLite file; expiry uses the wall clock, which every local process shares.
+    """`Cache` on a SQLite file; expiry uses the wall clock, which every local process shares. Expired rows
+    are deleted as the cache writes, at most every PURGE_EVERY_S, so short-lived keys do not pile up.
 
     cache = SQLiteCache(home / "cache.db")
     cache.set("credentials:marker:acme", "v2", ttl_s=3600)
@@ -84,6 +92,7 @@ class SQLiteCache:
         self._db = SQLiteDatabase(path, _MIGRATIONS, corrupt_hint=hint, busy_timeout_s=busy_timeout_s)
         self._clock = clock
         self._sleep = sleep
+        self._purged_at: float | None = None
 
     def get(self, key: str) -> str | None:
         """The value, or None when missing or expired."""
@@ -101,8 +110,10 @@ class SQLiteCache:
         self._set(items, None)
 
     def _set(self, items: Mapping[str, str], ttl_s: float | None) -> None:
-        expires_at = None if ttl_s is None else self._clock() + ttl_s
+        now = self._clock()
+        expires_at = None if ttl_s is None else now + ttl_s
         with self._db.transaction() as conn:
+            self._purge_expired(conn, now)
             conn.executemany(
                 "INSERT INTO cache (key, value, expires_at) VALUES (?, ?, ?) "
                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at",
@@ -111,18 +122,17 @@ class SQLiteCache:
 
     def delete(self, key: str) -> bool:
         """Remove the key; True when a live value existed."""
+        now = self._clock()
         with self._db.transaction() as conn:
-            cur = conn.execute(
-                "DELETE FROM cache WHERE key = ? AND (expires_at IS NULL OR expires_at > ?)",
-                (key, self._clock()),
-            )
-            conn.execute("DELETE FROM cache WHERE expires_at IS NOT NULL AND expires_at <= ?", (self._clock(),))
+            self._purge_expired(conn, now)
+            cur = conn.execute("DELETE FROM cache WHERE key = ? AND (expires_at IS NULL OR expires_at > ?)", (key, now))
             return cur.rowcount > 0
 
     def add_many(self, keys: Sequence[str], value: str, ttl_s: float) -> list[bool]:
         """Store `value` under each key that is absent or expired, in one transaction; True where stored."""
         now = self._clock()
         with self._db.transaction() as conn:
+            self._purge_expired(conn, now)
             stored = []
             for key in keys:
                 # Inserted, or replaced only when the live value has expired; else nothing changes.
@@ -164,6 +174,7 @@ class SQLiteCache:
     def _try_acquire(self, name: str, owner: str, ttl_s: float) -> bool:
         now = self._clock()
         with self._db.transaction() as conn:
+            self._purge_expired(conn, now)
             conn.execute("DELETE FROM locks WHERE name = ? AND expires_at <= ?", (name, now))
             cur = conn.execute(
                 "INSERT OR IGNORE INTO locks (name, owner, expires_at) VALUES (?, ?, ?)",
@@ -174,6 +185,19 @@ class SQLiteCache:
     def _release(self, name: str, owner: str) -> None:
         with self._db.transaction() as conn:
             conn.execute("DELETE FROM locks WHERE name = ? AND owner = ?", (name, owner))
+
+    def _purge_expired(self, conn: sqlite3.Connection, now: float) -> None:
+        """Delete expired cache and lock rows, in the caller's write transaction, if PURGE_EVERY_S has passed."""
+        if self._purged_at is not None and 0 <= now - self._purged_at < PURGE_EVERY_S:
+            return
+        purged = conn.execute(
+            "DELETE FROM cache WHERE rowid IN (SELECT rowid FROM cache WHERE expires_at IS NOT NULL "
+            "AND expires_at <= ? LIMIT ?)",
+            (now, PURGE_BATCH),
+        ).rowcount
+        conn.execute("DELETE FROM locks WHERE expires_at <= ?", (now,))
+        if purged < PURGE_BATCH:  # else more are due: purge again on the next write
+            self._purged_at = now
 
 
 class SQLiteLock:
