@@ -318,7 +318,12 @@ class CredentialsManager:
         try:
             return request(token)
         except CredentialsRejectedError as first:
-            fresh = self.reload(customer)
+            try:
+                fresh = self.reload(customer)
+            except BackendUnavailableError as exc:
+                # Meta's answer stands: what could not be checked is only whether a newer token exists.
+                log.warning("could not look for a newer token of %s: %s", customer, exc)
+                raise _rejected(customer, first) from None
             if fresh.get_secret_value() == token.get_secret_value():
                 raise _rejected(customer, first) from None
             log.info("credentials of %s changed in the secrets store; retrying once with the new token", customer)

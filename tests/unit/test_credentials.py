@@ -1,13 +1,20 @@
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 from pydantic import SecretStr
 
 from motion_meta_cli.credentials import CredentialsManager, Marker, marker_key, mask_token, validate_token
-from motion_meta_cli.errors import CredentialsRejectedError, MissingCredentialsError, UsageError
-from motion_meta_cli.storage.base import SecretRecord
+from motion_meta_cli.errors import (
+    BackendUnavailableError,
+    CredentialsRejectedError,
+    MissingCredentialsError,
+    UsageError,
+)
+from motion_meta_cli.storage.base import CacheLock, SecretRecord
 from motion_meta_cli.storage.local_secrets import LocalSecretsStore
 from motion_meta_cli.storage.sqlite_cache import SQLiteCache
 
@@ -131,6 +138,57 @@ def test_a_new_token_rejected_too_is_reported(secrets: CountingSecrets, cache: S
     with pytest.raises(CredentialsRejectedError, match="credentials set --customer acme"):
         creds.call("acme", request)
     assert calls == 2
+
+
+class DownCache:
+    """A cache that cannot be reached: every call raises, as Redis down or a locked cache.db does."""
+
+    def _down(self) -> NoReturn:
+        raise BackendUnavailableError("the SQLite file cache.db is locked by another process (waited 10 s)")
+
+    def get(self, key: str) -> str | None:
+        self._down()
+
+    def set(self, key: str, value: str, ttl_s: float | None = None) -> None:
+        self._down()
+
+    def delete(self, key: str) -> bool:
+        self._down()
+
+    def add_many(self, keys: Sequence[str], value: str, ttl_s: float) -> list[bool]:
+        self._down()
+
+    def get_many(self, keys: Sequence[str]) -> list[str | None]:
+        self._down()
+
+    def set_many(self, items: Mapping[str, str]) -> None:
+        self._down()
+
+    def lock(self, name: str, ttl_s: float) -> CacheLock:
+        self._down()
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("shared_refresh", [True, False])
+def test_a_rejection_while_the_cache_is_down_is_still_a_rejection(
+    secrets: CountingSecrets, shared_refresh: bool
+) -> None:
+    secrets.put_secret("acme", "EAAold")
+    creds = CredentialsManager(secrets, DownCache(), shared_refresh=shared_refresh)
+    calls = 0
+
+    def request(token: SecretStr) -> str:
+        nonlocal calls
+        calls += 1
+        raise CredentialsRejectedError("(#190) expired")
+
+    with pytest.raises(CredentialsRejectedError) as caught:
+        creds.call("acme", request)
+    assert caught.value.exit_code == 4
+    assert "Meta rejected the access token of customer 'acme'" in caught.value.message
+    assert calls == 1, "without the re-read there is no new token to retry with"
 
 
 def test_held_age_is_reported(secrets: CountingSecrets, cache: SQLiteCache) -> None:
