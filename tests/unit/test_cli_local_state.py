@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 from collections.abc import Callable, Iterator
@@ -12,7 +13,10 @@ from click.testing import Result
 from typer.testing import CliRunner
 
 from motion_meta_cli.cli.main import app
+from motion_meta_cli.credentials import REJECTED_PREFIX, Marker, marker_key
 from motion_meta_cli.storage import sqlite
+from motion_meta_cli.storage.local_secrets import LocalSecretsStore
+from motion_meta_cli.storage.sqlite_cache import SQLiteCache
 from motion_meta_cli.storage.sqlite_store import SQLiteCustomerStore
 
 Invoke = Callable[..., Result]
@@ -57,3 +61,25 @@ def test_a_store_that_is_not_a_database_exits_3_saying_how_to_recover(cli: Invok
     assert len(run.stderr.splitlines()) == 1
     assert run.stderr.startswith(f"error: the SQLite file {home / 'store.db'} is not a usable database")
     assert "move it aside and run `motion-meta store init`" in run.stderr
+
+
+def test_credentials_list_and_show_say_rejected(cli: Invoke, home: Path) -> None:
+    store = SQLiteCustomerStore(home / "store.db")
+    store.add_customer("acme")
+    store.close()
+    secrets = LocalSecretsStore(home / "secrets.json")
+    version = secrets.put_secret("acme", "EAABacmeSecretToken0123456789abcd4f2c")
+    secrets.put_secret("motion_test_user", "EAABdemoSecretToken0123456789abcd9e1d")
+    cache = SQLiteCache(home / "cache.db")
+    cache.set(marker_key("acme"), Marker(version, None).dump())
+    cache.set(REJECTED_PREFIX + "acme", version)  # what poll records when Meta rejects this version
+    cache.close()
+
+    listed = cli("credentials", "list", "--json")
+    assert listed.exit_code == 0, listed.output
+    markers = {row["customer"]: row["marker"] for row in json.loads(listed.stdout)["credentials"]}
+    assert markers == {"acme": "rejected", "motion_test_user": "missing"}
+    shown = cli("credentials", "show", "--customer", "acme")
+    assert shown.exit_code == 0, shown.output
+    row = next(line for line in shown.stdout.splitlines() if "acme" in line)
+    assert "rejected" in row and "EAAB…4f2c" in row

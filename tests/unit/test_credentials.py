@@ -249,6 +249,22 @@ def test_status_reports_without_the_token(secrets: CountingSecrets, cache: SQLit
     assert "secretvalue" not in repr(status)
 
 
+def test_status_says_rejected_while_the_marker_points_at_the_rejected_version(
+    secrets: CountingSecrets, cache: SQLiteCache
+) -> None:
+    for name in ("acme", "globex"):
+        secrets.put_secret(name, f"EAA{name}")
+    creds = CredentialsManager(secrets, cache)
+    for name in ("acme", "globex"):
+        creds.token(name)
+    assert creds.mark_rejected("acme") is True
+    assert (creds.status("acme").marker, creds.status("globex").marker) == ("rejected", "current")
+    creds.set_token("acme", "EAAacmeNew")
+    assert creds.status("acme").marker == "missing"
+    creds.token("acme")
+    assert creds.status("acme").marker == "current", "the rejected mark names the old version only"
+
+
 @pytest.mark.parametrize("bad", ["", "   ", "EAA abc", "EAA\tabc", "EAA\x00abc"])
 def test_tokens_that_cannot_be_meta_tokens_are_refused_without_echo(bad: str) -> None:
     with pytest.raises(UsageError) as caught:
