@@ -95,7 +95,7 @@ class CredentialStatus:
     stored: bool
     masked: str | None
     version: str | None
-    marker: str  # "current", "stale" (points at another version) or "missing"
+    marker: str  # "current", "stale" (points at another version), "missing" or "rejected" (see `status`)
     marker_age_s: float | None
     held_age_s: float | None
 
@@ -292,14 +292,21 @@ class CredentialsManager:
         return None if held is None else self._clock() - held.loaded_at
 
     def status(self, customer: str) -> CredentialStatus:
-        """Whether a token is stored, its masked form and version, and the marker's state and age."""
-        marker = self._marker(customer)
+        """Whether a token is stored, its masked form and version, and the marker's state and age.
+
+        The marker is "rejected" when Meta rejected the version it points at (as `rejected_among` sees it,
+        so poll skips the customer) until a new token is stored.
+        """
+        raw_marker, rejected = self._cache.get_many([marker_key(customer), REJECTED_PREFIX + customer])
+        marker = Marker.parse(raw_marker)
         try:
             record = self._secrets.get_secret(customer)
         except MissingCredentialsError:
             record = None
         if marker is None:
             state = "missing"
+        elif marker.version == rejected:
+            state = "rejected"
         else:
             state = "current" if record is not None and marker.version == record.version else "stale"
         return CredentialStatus(
@@ -318,7 +325,12 @@ class CredentialsManager:
         try:
             return request(token)
         except CredentialsRejectedError as first:
-            fresh = self.reload(customer)
+            try:
+                fresh = self.reload(customer)
+            except BackendUnavailableError as exc:
+                # Meta's answer stands: what could not be checked is only whether a newer token exists.
+                log.warning("could not look for a newer token of %s: %s", customer, exc)
+                raise _rejected(customer, first) from None
             if fresh.get_secret_value() == token.get_secret_value():
                 raise _rejected(customer, first) from None
             log.info("credentials of %s changed in the secrets store; retrying once with the new token", customer)

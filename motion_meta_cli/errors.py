@@ -4,10 +4,12 @@
     ├── StoppedError                   a request abandoned before it was sent, because of a stop signal
     ├── UsageError                  2  bad command-line input (same code as Typer's own usage errors)
     │   └── InvalidFieldsError      2  --fields that Meta would reject
-    ├── ConfigError                 3  a setting is invalid, or local state cannot be used
+    ├── ConfigError                 3  a setting is invalid, or local state cannot be used (a SQLite file
+    │   │                              that is not a database, or is damaged)
     │   ├── UnknownCustomerError    3  no such customer in the customer store
     │   └── MissingCredentialsError 3  no token stored for the customer (or the secret has no token)
-    ├── BackendUnavailableError     8  Redis, DynamoDB or Secrets Manager cannot be reached right now
+    ├── BackendUnavailableError     8  Redis, DynamoDB or Secrets Manager cannot be reached right now, or a
+    │                                  SQLite file is locked too long, unreadable, full or read-only
     ├── MetaAPIError                6  Meta (or the network to it) failed us; carries the classification
     │   ├── CredentialsRejectedError 4 Meta refused the customer's token (190, 102, 492)
     │   ├── ThrottledError          5  still rate limited when we stopped waiting; `retry_after_s` says how long
@@ -98,7 +100,7 @@ class MissingCredentialsError(ConfigError):
 
 
 class BackendUnavailableError(MotionMetaError):
-    """A configured backend (Redis, DynamoDB, Secrets Manager) did not answer; nothing was lost."""
+    """A configured backend (Redis, DynamoDB, Secrets Manager, a SQLite file) did not answer; nothing was lost."""
 
     exit_code = ExitCode.BACKEND_UNAVAILABLE
     kind = "backend_unavailable"

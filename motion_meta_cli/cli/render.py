@@ -65,6 +65,9 @@ def _age(seconds: float | None) -> str:
     return f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
 
 
+_MARKER_STYLES = {"current": "[green]current[/]", "stale": "[yellow]stale[/]", "rejected": "[red]rejected[/]"}
+
+
 def render_credentials(statuses: list[CredentialStatus], *, as_json: bool) -> None:
     """Credentials states as a table, or one JSON object; tokens only ever masked."""
     if as_json:
@@ -87,7 +90,7 @@ def render_credentials(statuses: list[CredentialStatus], *, as_json: bool) -> No
             s.customer,
             s.masked or "[red]none stored[/]",
             (s.version or "-")[:12],
-            {"current": "[green]current[/]", "stale": "[yellow]stale[/]"}.get(s.marker, "missing"),
+            _MARKER_STYLES.get(s.marker, s.marker),
             _age(s.marker_age_s),
         )
     stdout.print(table)

@@ -31,7 +31,8 @@ class SQLiteState:
     """Moderation records and send logs in their own SQLite file (tables `records` and `sends`)."""
 
     def __init__(self, path: Path, clock: Callable[[], float] = time.time) -> None:
-        self._db = SQLiteDatabase(path, _MIGRATIONS)
+        hint = f"{path.name} only holds shared moderation (cooldowns, budgets): it is safe to delete it"
+        self._db = SQLiteDatabase(path, _MIGRATIONS, corrupt_hint=hint)
         self._clock = clock
 
     def _now(self) -> int:
@@ -40,13 +41,12 @@ class SQLiteState:
     def read(self, keys: Sequence[str] | None) -> tuple[int, dict[str, Record]]:
         """Now and the live records among `keys` (every one when None)."""
         now = self._now()
-        conn = self._db.connection()
         if keys is None:
-            rows = conn.execute("SELECT key, value FROM records WHERE expires_ms > ?", (now,)).fetchall()
+            rows = self._db.query("SELECT key, value FROM records WHERE expires_ms > ?", (now,))
         else:
             marks = ", ".join("?" * len(keys))
             query = f"SELECT key, value FROM records WHERE key IN ({marks}) AND expires_ms > ?"
-            rows = conn.execute(query, (*keys, now)).fetchall() if keys else []
+            rows = self._db.query(query, (*keys, now)) if keys else []
         return now, {str(row[0]): json.loads(row[1]) for row in rows}
 
     def update(self, key: str, change: Change) -> Record | None:

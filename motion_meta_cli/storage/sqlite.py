@@ -1,7 +1,9 @@
-"""SQLite plumbing shared by the embedded cache and store: per-thread connections, WAL, migrations."""
+"""SQLite plumbing shared by the embedded cache and store: per-thread connections, WAL, migrations, and
+the one place where SQLite's errors become motion-meta's."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import time
@@ -9,9 +11,10 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from motion_meta_cli.errors import ConfigError
+from motion_meta_cli.errors import BackendUnavailableError, ConfigError, MotionMetaError
 
-BUSY_TIMEOUT_MS = 10_000
+BUSY_TIMEOUT_S = 10.0
+"""How long a write waits for another process's write transaction before giving up."""
 
 
 class SQLiteDatabase:
@@ -19,11 +22,20 @@ class SQLiteDatabase:
 
     WAL lets readers run beside one writer; the busy timeout makes writers of other processes wait
     instead of failing; `migrations` are applied once, in order, and recorded in `schema_migrations`.
+
+    Every statement runs through `transaction()` or `query()`, which turn SQLite's errors into the error
+    tree: a file that is locked too long, unreadable, full or read-only is BackendUnavailableError (exit 8),
+    a file that is not a database (or is damaged) is ConfigError (exit 3) with `corrupt_hint`, which says
+    what the file holds and how to recover. `busy_timeout_s` (None: BUSY_TIMEOUT_S) bounds a write's wait.
     """
 
-    def __init__(self, path: Path, migrations: Sequence[str]) -> None:
+    def __init__(
+        self, path: Path, migrations: Sequence[str], *, corrupt_hint: str, busy_timeout_s: float | None = None
+    ) -> None:
         self.path = path
         self._migrations = migrations
+        self._corrupt_hint = corrupt_hint
+        self.busy_timeout_s = BUSY_TIMEOUT_S if busy_timeout_s is None else busy_timeout_s
         self._local = threading.local()
         self._all: dict[int, sqlite3.Connection] = {}
         self._guard = threading.Lock()
@@ -33,14 +45,12 @@ class SQLiteDatabase:
         """True when this instance applied the first migration, i.e. created the database."""
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._migrate()
-        except (OSError, sqlite3.Error) as exc:
-            raise ConfigError(
-                f"cannot use the database {path}: {exc}; check MOTION_META_HOME points at a writable folder"
-            ) from None
+        except OSError as exc:
+            raise self._unwritable_folder(exc) from None
+        self._migrate()
 
     def connection(self) -> sqlite3.Connection:
-        """This thread's connection."""
+        """This thread's connection; its errors are SQLite's own, so read through `query` instead."""
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             conn = self._open()
@@ -56,11 +66,15 @@ class SQLiteDatabase:
     def _open(self) -> sqlite3.Connection:
         # check_same_thread=False so close() and the pruning below may close another thread's connection,
         # and the writer connection may serve every thread (one at a time, under the writer lock).
-        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False)
+        conn = sqlite3.connect(self.path, timeout=self.busy_timeout_s, isolation_level=None, check_same_thread=False)
         conn.row_factory = sqlite3.Row
-        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = NORMAL")
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {round(self.busy_timeout_s * 1000)}")
+            conn.execute("PRAGMA journal_mode = WAL")  # the first statement to read the file: may find it corrupt
+            conn.execute("PRAGMA synchronous = NORMAL")
+        except sqlite3.Error:
+            conn.close()
+            raise
         return conn
 
     def _writer_connection(self) -> sqlite3.Connection:
@@ -83,7 +97,7 @@ class SQLiteDatabase:
         Threads of this process queue on a Python lock first: SQLite's own busy handler sleeps in
         growing steps of milliseconds, which under many threads costs far more than the writes.
         """
-        with self._writer:
+        with self._errors(), self._writer:
             conn = self._writer_connection()
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -93,6 +107,57 @@ class SQLiteDatabase:
                 if conn.in_transaction:  # also when COMMIT itself failed: this connection serves every write
                     conn.execute("ROLLBACK")
                 raise
+
+    def query(self, sql: str, params: Sequence[object] = ()) -> list[sqlite3.Row]:
+        """Every row of one read statement, on this thread's connection."""
+        with self._errors():
+            return self.connection().execute(sql, params).fetchall()
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        """SQLite's errors as the error tree's, in one line naming the file; others (bugs) pass unchanged."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            error = self._translate(exc)
+            if error is None:
+                raise
+            raise error from exc
+
+    def _translate(self, exc: sqlite3.Error) -> MotionMetaError | None:
+        code = getattr(exc, "sqlite_errorcode", None)
+        primary = None if code is None else code & 0xFF  # an extended code carries its primary code in the low byte
+        where = f"the SQLite file {self.path}"
+        if primary in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+            return BackendUnavailableError(
+                f"{where} is locked by another process (waited {self.busy_timeout_s:g} s); "
+                "try again once that process is done"
+            )
+        if primary == sqlite3.SQLITE_IOERR:
+            return BackendUnavailableError(
+                f"{where} could not be read or written ({exc}); check the disk, then try again"
+            )
+        if primary == sqlite3.SQLITE_FULL:
+            return BackendUnavailableError(
+                f"{where} cannot grow: the disk is full (or the file reached its size limit); "
+                "free some space, then try again"
+            )
+        if primary in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_PERM):
+            return BackendUnavailableError(f"{where} cannot be written ({exc}); make it writable for this user")
+        if primary == sqlite3.SQLITE_CANTOPEN:
+            if not os.access(self.path.parent, os.W_OK):
+                return self._unwritable_folder(exc)
+            return BackendUnavailableError(
+                f"{where} cannot be opened ({exc}); check that it is a file this user can read and write"
+            )
+        if primary in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+            return ConfigError(f"{where} is not a usable database ({exc}); {self._corrupt_hint}")
+        return None
+
+    def _unwritable_folder(self, exc: BaseException) -> ConfigError:
+        return ConfigError(
+            f"cannot use the database {self.path}: {exc}; check MOTION_META_HOME points at a writable folder"
+        )
 
     def close(self) -> None:
         """Close every thread's connection."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -32,15 +33,22 @@ _MIGRATIONS = [
     DROP TABLE IF EXISTS mod_probes;
     DROP TABLE IF EXISTS mod_slots
     """,
+    # Expired rows are purged as the cache writes (SQLiteCache._purge_expired); this finds them.
+    "CREATE INDEX cache_by_expiry ON cache (expires_at) WHERE expires_at IS NOT NULL",
 ]
 
 LOCK_POLL_S = 0.02
 MAX_PARAMS = 500
 """Keys per `IN (...)` query: well under SQLite's limit on bound parameters (999 before 3.32)."""
+PURGE_EVERY_S = 5.0
+"""How often (at most, per process) a write also deletes expired rows."""
+PURGE_BATCH = 10_000
+"""Expired rows one purge deletes at most, so a large backlog never stalls a write; the rest go next write."""
 
 
 class SQLiteCache:
-    """`Cache` on a SQLite file; expiry uses the wall clock, which every local process shares.
+    """`Cache` on a SQLite file; expiry uses the wall clock, which every local process shares. Expired rows
+    are deleted as the cache writes, at most every PURGE_EVERY_S, so short-lived keys do not pile up.
 
     cache = SQLiteCache(home / "cache.db")
     cache.set("credentials:marker:acme", "v2", ttl_s=3600)
@@ -54,22 +62,20 @@ class SQLiteCache:
         *,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
+        busy_timeout_s: float | None = None,
     ) -> None:
-        self._db = SQLiteDatabase(path, _MIGRATIONS)
+        hint = f"{path.name} is only a cache: it is safe to delete it"
+        self._db = SQLiteDatabase(path, _MIGRATIONS, corrupt_hint=hint, busy_timeout_s=busy_timeout_s)
         self._clock = clock
         self._sleep = sleep
+        self._purged_at: float | None = None
 
     def get(self, key: str) -> str | None:
         """The value, or None when missing or expired."""
-        row = (
-            self._db.connection()
-            .execute(
-                "SELECT value FROM cache WHERE key = ? AND (expires_at IS NULL OR expires_at > ?)",
-                (key, self._clock()),
-            )
-            .fetchone()
+        rows = self._db.query(
+            "SELECT value FROM cache WHERE key = ? AND (expires_at IS NULL OR expires_at > ?)", (key, self._clock())
         )
-        return None if row is None else str(row[0])
+        return str(rows[0][0]) if rows else None
 
     def set(self, key: str, value: str, ttl_s: float | None = None) -> None:
         """Store `value`, expiring after `ttl_s` seconds when given."""
@@ -80,8 +86,10 @@ class SQLiteCache:
         self._set(items, None)
 
     def _set(self, items: Mapping[str, str], ttl_s: float | None) -> None:
-        expires_at = None if ttl_s is None else self._clock() + ttl_s
+        now = self._clock()
+        expires_at = None if ttl_s is None else now + ttl_s
         with self._db.transaction() as conn:
+            self._purge_expired(conn, now)
             conn.executemany(
                 "INSERT INTO cache (key, value, expires_at) VALUES (?, ?, ?) "
                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at",
@@ -90,18 +98,17 @@ class SQLiteCache:
 
     def delete(self, key: str) -> bool:
         """Remove the key; True when a live value existed."""
+        now = self._clock()
         with self._db.transaction() as conn:
-            cur = conn.execute(
-                "DELETE FROM cache WHERE key = ? AND (expires_at IS NULL OR expires_at > ?)",
-                (key, self._clock()),
-            )
-            conn.execute("DELETE FROM cache WHERE expires_at IS NOT NULL AND expires_at <= ?", (self._clock(),))
+            self._purge_expired(conn, now)
+            cur = conn.execute("DELETE FROM cache WHERE key = ? AND (expires_at IS NULL OR expires_at > ?)", (key, now))
             return cur.rowcount > 0
 
     def add_many(self, keys: Sequence[str], value: str, ttl_s: float) -> list[bool]:
         """Store `value` under each key that is absent or expired, in one transaction; True where stored."""
         now = self._clock()
         with self._db.transaction() as conn:
+            self._purge_expired(conn, now)
             stored = []
             for key in keys:
                 # Inserted, or replaced only when the live value has expired; else nothing changes.
@@ -117,10 +124,9 @@ class SQLiteCache:
     def get_many(self, keys: Sequence[str]) -> list[str | None]:
         """`get` for each key, in one query per MAX_PARAMS keys."""
         found: dict[str, str] = {}
-        conn = self._db.connection()
         for start in range(0, len(keys), MAX_PARAMS):
             chunk = list(keys[start : start + MAX_PARAMS])
-            rows = conn.execute(
+            rows = self._db.query(
                 f"SELECT key, value FROM cache WHERE key IN ({', '.join('?' * len(chunk))}) "
                 "AND (expires_at IS NULL OR expires_at > ?)",
                 (*chunk, self._clock()),
@@ -132,6 +138,11 @@ class SQLiteCache:
         """A lease on `name` that lapses after `ttl_s` seconds."""
         return SQLiteLock(self, name, ttl_s)
 
+    @property
+    def database(self) -> SQLiteDatabase:
+        """The underlying database (for tests that need to reach under the cache)."""
+        return self._db
+
     def close(self) -> None:
         """Close the database connections."""
         self._db.close()
@@ -139,6 +150,7 @@ class SQLiteCache:
     def _try_acquire(self, name: str, owner: str, ttl_s: float) -> bool:
         now = self._clock()
         with self._db.transaction() as conn:
+            self._purge_expired(conn, now)
             conn.execute("DELETE FROM locks WHERE name = ? AND expires_at <= ?", (name, now))
             cur = conn.execute(
                 "INSERT OR IGNORE INTO locks (name, owner, expires_at) VALUES (?, ?, ?)",
@@ -149,6 +161,19 @@ class SQLiteCache:
     def _release(self, name: str, owner: str) -> None:
         with self._db.transaction() as conn:
             conn.execute("DELETE FROM locks WHERE name = ? AND owner = ?", (name, owner))
+
+    def _purge_expired(self, conn: sqlite3.Connection, now: float) -> None:
+        """Delete expired cache and lock rows, in the caller's write transaction, if PURGE_EVERY_S has passed."""
+        if self._purged_at is not None and 0 <= now - self._purged_at < PURGE_EVERY_S:
+            return
+        purged = conn.execute(
+            "DELETE FROM cache WHERE rowid IN (SELECT rowid FROM cache WHERE expires_at IS NOT NULL "
+            "AND expires_at <= ? LIMIT ?)",
+            (now, PURGE_BATCH),
+        ).rowcount
+        conn.execute("DELETE FROM locks WHERE expires_at <= ?", (now,))
+        if purged < PURGE_BATCH:  # else more are due: purge again on the next write
+            self._purged_at = now
 
 
 class SQLiteLock:

@@ -45,8 +45,12 @@ class SQLiteCustomerStore:
     store.latest("motion_test_user")
     """
 
-    def __init__(self, path: Path) -> None:
-        self._db = SQLiteDatabase(path, _MIGRATIONS)
+    def __init__(self, path: Path, *, busy_timeout_s: float | None = None) -> None:
+        hint = (
+            f"{path.name} holds your customers and history: restore it from a backup, "
+            "or move it aside and run `motion-meta store init`"
+        )
+        self._db = SQLiteDatabase(path, _MIGRATIONS, corrupt_hint=hint, busy_timeout_s=busy_timeout_s)
 
     def initialize(self) -> bool:
         """The database is created on open; True when this process created it."""
@@ -66,22 +70,22 @@ class SQLiteCustomerStore:
     def remove_customer(self, name: str) -> None:
         """Remove a customer; its snapshot and history stay."""
         with self._db.transaction() as conn:
-            if conn.execute("DELETE FROM customers WHERE name = ?", (name,)).rowcount == 0:
-                raise self._unknown(name, conn)
+            removed = conn.execute("DELETE FROM customers WHERE name = ?", (name,)).rowcount
+        if removed == 0:
+            raise self._unknown(name)
 
     def get_customer(self, name: str) -> Customer:
         """The customer; raises UnknownCustomerError."""
-        conn = self._db.connection()
-        row = conn.execute("SELECT name, active, added_at FROM customers WHERE name = ?", (name,)).fetchone()
-        if row is None:
-            raise self._unknown(name, conn)
-        return _customer(row)
+        rows = self._db.query("SELECT name, active, added_at FROM customers WHERE name = ?", (name,))
+        if not rows:
+            raise self._unknown(name)
+        return _customer(rows[0])
 
     def list_customers(self, active_only: bool = True) -> list[Customer]:
         """Customers in name order."""
         sql = "SELECT name, active, added_at FROM customers"
         sql += " WHERE active = 1 ORDER BY name" if active_only else " ORDER BY name"
-        return [_customer(row) for row in self._db.connection().execute(sql)]
+        return [_customer(row) for row in self._db.query(sql)]
 
     def save_result(self, result: FetchResult) -> None:
         """Append to history (idempotent per customer and instant); on success update the snapshot if newer."""
@@ -110,13 +114,10 @@ class SQLiteCustomerStore:
 
     def latest(self, customer: str) -> Snapshot | None:
         """The newest stored user of `customer`."""
-        row = (
-            self._db.connection()
-            .execute("SELECT fetched_at_us, user_json FROM snapshots WHERE customer = ?", (customer,))
-            .fetchone()
-        )
-        if row is None:
+        rows = self._db.query("SELECT fetched_at_us, user_json FROM snapshots WHERE customer = ?", (customer,))
+        if not rows:
             return None
+        row = rows[0]
         return Snapshot(
             customer=customer,
             fetched_at=datetime.fromtimestamp(row[0] / 1_000_000, UTC),
@@ -125,7 +126,7 @@ class SQLiteCustomerStore:
 
     def history(self, customer: str, limit: int = 20) -> list[dict[str, Any]]:
         """The most recent fetches of `customer`, newest first."""
-        rows = self._db.connection().execute(
+        rows = self._db.query(
             "SELECT fetched_at, ok, error_kind, error_message, user_json FROM history "
             "WHERE customer = ? ORDER BY fetched_at_us DESC LIMIT ?",
             (customer, limit),
@@ -145,8 +146,8 @@ class SQLiteCustomerStore:
         """Close the database connections."""
         self._db.close()
 
-    def _unknown(self, name: str, conn: sqlite3.Connection) -> UnknownCustomerError:
-        names = [row[0] for row in conn.execute("SELECT name FROM customers ORDER BY name LIMIT 6")]
+    def _unknown(self, name: str) -> UnknownCustomerError:
+        names = [row[0] for row in self._db.query("SELECT name FROM customers ORDER BY name LIMIT 6")]
         known = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "") if names else "none"
         return UnknownCustomerError(f"unknown customer {name!r} (known: {known})")
 

@@ -1,13 +1,20 @@
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 from pydantic import SecretStr
 
 from motion_meta_cli.credentials import CredentialsManager, Marker, marker_key, mask_token, validate_token
-from motion_meta_cli.errors import CredentialsRejectedError, MissingCredentialsError, UsageError
-from motion_meta_cli.storage.base import SecretRecord
+from motion_meta_cli.errors import (
+    BackendUnavailableError,
+    CredentialsRejectedError,
+    MissingCredentialsError,
+    UsageError,
+)
+from motion_meta_cli.storage.base import CacheLock, SecretRecord
 from motion_meta_cli.storage.local_secrets import LocalSecretsStore
 from motion_meta_cli.storage.sqlite_cache import SQLiteCache
 
@@ -133,6 +140,57 @@ def test_a_new_token_rejected_too_is_reported(secrets: CountingSecrets, cache: S
     assert calls == 2
 
 
+class DownCache:
+    """A cache that cannot be reached: every call raises, as Redis down or a locked cache.db does."""
+
+    def _down(self) -> NoReturn:
+        raise BackendUnavailableError("the SQLite file cache.db is locked by another process (waited 10 s)")
+
+    def get(self, key: str) -> str | None:
+        self._down()
+
+    def set(self, key: str, value: str, ttl_s: float | None = None) -> None:
+        self._down()
+
+    def delete(self, key: str) -> bool:
+        self._down()
+
+    def add_many(self, keys: Sequence[str], value: str, ttl_s: float) -> list[bool]:
+        self._down()
+
+    def get_many(self, keys: Sequence[str]) -> list[str | None]:
+        self._down()
+
+    def set_many(self, items: Mapping[str, str]) -> None:
+        self._down()
+
+    def lock(self, name: str, ttl_s: float) -> CacheLock:
+        self._down()
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("shared_refresh", [True, False])
+def test_a_rejection_while_the_cache_is_down_is_still_a_rejection(
+    secrets: CountingSecrets, shared_refresh: bool
+) -> None:
+    secrets.put_secret("acme", "EAAold")
+    creds = CredentialsManager(secrets, DownCache(), shared_refresh=shared_refresh)
+    calls = 0
+
+    def request(token: SecretStr) -> str:
+        nonlocal calls
+        calls += 1
+        raise CredentialsRejectedError("(#190) expired")
+
+    with pytest.raises(CredentialsRejectedError) as caught:
+        creds.call("acme", request)
+    assert caught.value.exit_code == 4
+    assert "Meta rejected the access token of customer 'acme'" in caught.value.message
+    assert calls == 1, "without the re-read there is no new token to retry with"
+
+
 def test_held_age_is_reported(secrets: CountingSecrets, cache: SQLiteCache) -> None:
     now = [100.0]
     secrets.put_secret("acme", "EAAx")
@@ -189,6 +247,22 @@ def test_status_reports_without_the_token(secrets: CountingSecrets, cache: SQLit
     assert status.marker == "current"
     assert status.marker_age_s == 30
     assert "secretvalue" not in repr(status)
+
+
+def test_status_says_rejected_while_the_marker_points_at_the_rejected_version(
+    secrets: CountingSecrets, cache: SQLiteCache
+) -> None:
+    for name in ("acme", "globex"):
+        secrets.put_secret(name, f"EAA{name}")
+    creds = CredentialsManager(secrets, cache)
+    for name in ("acme", "globex"):
+        creds.token(name)
+    assert creds.mark_rejected("acme") is True
+    assert (creds.status("acme").marker, creds.status("globex").marker) == ("rejected", "current")
+    creds.set_token("acme", "EAAacmeNew")
+    assert creds.status("acme").marker == "missing"
+    creds.token("acme")
+    assert creds.status("acme").marker == "current", "the rejected mark names the old version only"
 
 
 @pytest.mark.parametrize("bad", ["", "   ", "EAA abc", "EAA\tabc", "EAA\x00abc"])

@@ -6,7 +6,6 @@ the emulator; these pin the claim logic itself.
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +15,7 @@ import responses
 
 from motion_meta_cli.app import AppHandler
 from motion_meta_cli.config import DEMO_CUSTOMER, Settings
+from motion_meta_cli.errors import BackendUnavailableError
 from motion_meta_cli.poller import Poller
 from motion_meta_cli.service import CLAIM_BATCH, LEASE_PREFIX, CycleReport
 
@@ -127,7 +127,7 @@ def test_a_batch_whose_credentials_cannot_be_prepared_is_still_fetched(app: AppH
     def flaky(customers: list[str]) -> None:
         calls.append(len(customers))
         if len(calls) == 2:
-            raise sqlite3.OperationalError("database is locked")
+            raise BackendUnavailableError("the SQLite file cache.db is locked by another process (waited 10 s)")
         prepare(customers)
 
     app.credentials.prepare = flaky  # type: ignore[method-assign]
@@ -138,15 +138,19 @@ def test_a_batch_whose_credentials_cannot_be_prepared_is_still_fetched(app: AppH
 
 
 @responses.activate
-def test_a_store_that_fails_at_the_end_of_a_cycle_leaves_no_slot_taken(app: AppHandler) -> None:
+def test_a_store_that_fails_at_the_end_of_a_cycle_leaves_no_slot_taken_and_keeps_the_results(
+    app: AppHandler,
+) -> None:
     responses.get(ME, json={"id": "1", "name": "User"})
 
     def broken(results: object) -> None:
-        raise sqlite3.OperationalError("disk I/O error")
+        raise BackendUnavailableError("the SQLite file store.db could not be read or written (disk I/O error)")
 
     app.store.save_results = broken  # type: ignore[method-assign]
-    with pytest.raises(sqlite3.OperationalError):
-        Poller(app, interval_s=30, concurrency=4).run_cycle(SLOT, 1, threading.Event())
+    poller = Poller(app, interval_s=30, concurrency=4)
+    report = poller.run_cycle(SLOT, 1, threading.Event())
+    assert sorted(report.fetched) == CUSTOMERS
+    assert report.unsaved == len(CUSTOMERS) == len(poller.backlog) and report.lost == 0, "kept for the next try"
     assert not [key for key in app.moderator.state.read(None)[1] if key.startswith("slots:")], "all slots back"
 
 

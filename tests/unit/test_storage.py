@@ -15,8 +15,9 @@ from motion_meta_cli.errors import (
     UsageError,
 )
 from motion_meta_cli.models import FetchResult, MetaUser
+from motion_meta_cli.storage import sqlite_cache
 from motion_meta_cli.storage.local_secrets import LocalSecretsStore
-from motion_meta_cli.storage.sqlite_cache import SQLiteCache
+from motion_meta_cli.storage.sqlite_cache import _MIGRATIONS, PURGE_EVERY_S, SQLiteCache
 from motion_meta_cli.storage.sqlite_store import SQLiteCustomerStore
 
 
@@ -60,6 +61,52 @@ def test_cache_is_shared_between_instances_on_one_file(tmp_path: Path) -> None:
     assert SQLiteCache(tmp_path / "cache.db").get("marker") == "v1"
 
 
+def _rows(path: Path, table: str = "cache") -> int:
+    """Rows in `table`, counted on a connection of its own (expired rows included)."""
+    conn = sqlite3.connect(path)
+    try:
+        return int(conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+    finally:
+        conn.close()
+
+
+def test_expired_keys_are_purged_as_the_cache_writes(tmp_path: Path) -> None:
+    clock = FakeClock()
+    cache = SQLiteCache(tmp_path / "cache.db", clock=clock)
+    cache.set("credentials:marker:acme", "v1")  # no TTL: never purged
+    cache.set("credentials:marker:globex", "v1", ttl_s=3600)  # not expired yet
+    for slot in range(50):  # as poll's per-cycle leases: new keys every cycle, a TTL of two cycles
+        keys = [f"poll:lease:{slot}:customer{i}" for i in range(100)]
+        assert cache.add_many(keys, "instance-a", ttl_s=2) == [True] * 100
+        assert _rows(tmp_path / "cache.db") <= 200
+        assert cache.get(keys[-1]) == "instance-a", "live keys are kept"
+        clock.now += PURGE_EVERY_S  # past the TTL: the next write purges this round's keys
+    assert cache.get_many(["credentials:marker:acme", "credentials:marker:globex"]) == ["v1", "v1"]
+
+
+def test_expired_locks_of_holders_that_died_are_purged(tmp_path: Path) -> None:
+    clock = FakeClock()
+    cache = SQLiteCache(tmp_path / "cache.db", clock=clock)
+    for name in ("refresh:acme", "refresh:globex"):
+        assert cache.lock(name, ttl_s=10).acquire(blocking=False)  # never released
+    clock.now += 60
+    cache.set("k", "v")
+    assert _rows(tmp_path / "cache.db", "locks") == 0
+
+
+def test_a_large_backlog_is_purged_over_several_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sqlite_cache, "PURGE_BATCH", 50)
+    clock = FakeClock()
+    cache = SQLiteCache(tmp_path / "cache.db", clock=clock)
+    cache.add_many([f"old{i}" for i in range(120)], "x", ttl_s=1)
+    clock.now += 10
+    counts = []
+    for i in range(4):
+        cache.set(f"new{i}", "y")
+        counts.append(_rows(tmp_path / "cache.db"))
+    assert counts == [71, 22, 3, 4], "at most PURGE_BATCH expired rows per write, until none are left"
+
+
 def test_lock_is_exclusive_until_released(tmp_path: Path) -> None:
     cache = SQLiteCache(tmp_path / "cache.db")
     first, second = cache.lock("refresh:acme", ttl_s=30), cache.lock("refresh:acme", ttl_s=30)
@@ -91,7 +138,7 @@ def test_databases_use_wal_and_record_migrations(tmp_path: Path) -> None:
     SQLiteCache(tmp_path / "cache.db")  # second open must not re-run migrations
     conn = sqlite3.connect(tmp_path / "cache.db")
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert conn.execute("SELECT COUNT(*) FROM schema_migrations").fetchone()[0] == 6, "six migrations"
+    assert conn.execute("SELECT COUNT(*) FROM schema_migrations").fetchone()[0] == len(_MIGRATIONS), "each once"
 
 
 def test_unwritable_home_is_a_config_error(tmp_path: Path) -> None:

@@ -1,0 +1,85 @@
+"""Commands over the embedded SQLite files, in-process (CliRunner), as a user meets them: failures included."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import Result
+from typer.testing import CliRunner
+
+from motion_meta_cli.cli.main import app
+from motion_meta_cli.credentials import REJECTED_PREFIX, Marker, marker_key
+from motion_meta_cli.storage import sqlite
+from motion_meta_cli.storage.local_secrets import LocalSecretsStore
+from motion_meta_cli.storage.sqlite_cache import SQLiteCache
+from motion_meta_cli.storage.sqlite_store import SQLiteCustomerStore
+
+Invoke = Callable[..., Result]
+
+
+@pytest.fixture
+def cli() -> Iterator[Invoke]:
+    """Run `motion-meta ARGS` in this process; the logging the command sets up is undone afterwards."""
+    logger = logging.getLogger("motion_meta_cli")
+    saved = (logger.handlers[:], logger.level, logger.propagate)
+    runner = CliRunner()
+    yield lambda *args: runner.invoke(app, list(args), env={"COLUMNS": "200"})
+    logger.handlers[:], logger.level, logger.propagate = saved
+
+
+def test_a_store_locked_by_another_process_exits_8_with_one_line(
+    cli: Invoke, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite, "BUSY_TIMEOUT_S", 0.05)
+    SQLiteCustomerStore(home / "store.db").close()
+    other = sqlite3.connect(home / "store.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        run = cli("customers", "list")
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert run.exit_code == 8
+    assert run.stderr.splitlines() == [
+        f"error: the SQLite file {home / 'store.db'} is locked by another process (waited 0.05 s); "
+        "try again once that process is done"
+    ]
+    assert "Traceback" not in run.output
+    assert cli("customers", "list").exit_code == 0, "the same command works once the lock is gone"
+
+
+def test_a_store_that_is_not_a_database_exits_3_saying_how_to_recover(cli: Invoke, home: Path) -> None:
+    home.mkdir()
+    (home / "store.db").write_text("not a database\n" * 100)
+    run = cli("customers", "add", "acme")
+    assert run.exit_code == 3
+    assert len(run.stderr.splitlines()) == 1
+    assert run.stderr.startswith(f"error: the SQLite file {home / 'store.db'} is not a usable database")
+    assert "move it aside and run `motion-meta store init`" in run.stderr
+
+
+def test_credentials_list_and_show_say_rejected(cli: Invoke, home: Path) -> None:
+    store = SQLiteCustomerStore(home / "store.db")
+    store.add_customer("acme")
+    store.close()
+    secrets = LocalSecretsStore(home / "secrets.json")
+    version = secrets.put_secret("acme", "EAABacmeSecretToken0123456789abcd4f2c")
+    secrets.put_secret("motion_test_user", "EAABdemoSecretToken0123456789abcd9e1d")
+    cache = SQLiteCache(home / "cache.db")
+    cache.set(marker_key("acme"), Marker(version, None).dump())
+    cache.set(REJECTED_PREFIX + "acme", version)  # what poll records when Meta rejects this version
+    cache.close()
+
+    listed = cli("credentials", "list", "--json")
+    assert listed.exit_code == 0, listed.output
+    markers = {row["customer"]: row["marker"] for row in json.loads(listed.stdout)["credentials"]}
+    assert markers == {"acme": "rejected", "motion_test_user": "missing"}
+    shown = cli("credentials", "show", "--customer", "acme")
+    assert shown.exit_code == 0, shown.output
+    row = next(line for line in shown.stdout.splitlines() if "acme" in line)
+    assert "rejected" in row and "EAAB…4f2c" in row
