@@ -18,6 +18,7 @@ import itertools
 import logging
 import random
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -136,22 +137,34 @@ class SlotLeases:
 
 
 class ResultBacklog:
-    """Fetch results stored `size` at a time; what the store refuses waits (up to MAX_BACKLOG) for the next try.
+    """Fetch results stored `size` at a time; what the store refuses waits (up to MAX_BACKLOG) for the next try,
+    which comes after a backoff (RETRY_S, doubling) so that a store that is down never holds the workers up.
 
     backlog = ResultBacklog(store, size=16)
     backlog.add(result)            # stores a batch once `size` are waiting
-    backlog.flush()                # store what waits; False if the store still does not answer
+    backlog.flush(force=True)      # store what waits now; False if the store still does not answer
     """
 
-    def __init__(self, store: CustomerStore, size: int = CLAIM_BATCH, limit: int = MAX_BACKLOG) -> None:
+    RETRY_S = (1.0, 30.0)
+    """First and longest wait before the store is tried again after it failed."""
+
+    def __init__(
+        self,
+        store: CustomerStore,
+        size: int = CLAIM_BATCH,
+        limit: int = MAX_BACKLOG,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._store = store
         self._size = max(1, size)
         self._limit = limit
+        self._clock = clock
         self._pending: deque[FetchResult] = deque()
         self._lock = threading.Lock()
         self._flushing = threading.Lock()
+        self._retry_at = 0.0
+        self._delay = 0.0
         self.lost = 0
-        self._warned = False
 
     def __len__(self) -> int:
         with self._lock:
@@ -168,15 +181,21 @@ class ResultBacklog:
         if due:
             self.flush()
 
-    def flush(self) -> bool:
-        """Store everything queued, `size` per call; False (keeping the rest) when the store does not answer."""
-        with self._flushing:
+    def flush(self, *, force: bool = False) -> bool:
+        """Store everything queued, `size` per call; False (keeping the rest) when the store does not answer,
+        or (unless `force`) is still in its backoff after failing."""
+        # One flush at a time, and it drains the whole queue: another caller need not wait for it (unless forced).
+        if not self._flushing.acquire(blocking=force):
+            return False
+        try:
+            if not force and self._clock() < self._retry_at:
+                return False
             while True:
                 with self._lock:
                     batch = [self._pending.popleft() for _ in range(min(self._size, len(self._pending)))]
                 if not batch:
-                    if self._warned:
-                        self._warned = False
+                    if self._delay:
+                        self._delay = 0.0
                         log.warning("the store answers again; every waiting result is stored")
                     return True
                 try:
@@ -185,10 +204,13 @@ class ResultBacklog:
                     with self._lock:
                         self._pending.extendleft(reversed(batch))
                         waiting = len(self._pending)
-                    if not self._warned:
-                        self._warned = True
+                    if not self._delay:
                         log.warning("%s; keeping %d result(s) in memory until the store answers", exc, waiting)
+                    self._delay = min(max(self._delay * 2, self.RETRY_S[0]), self.RETRY_S[1])
+                    self._retry_at = self._clock() + self._delay
                     return False
+        finally:
+            self._flushing.release()
 
 
 class MetaUserService:
@@ -281,7 +303,7 @@ class MetaUserService:
         for customer in claimed:
             if leases is not None:
                 leases.give_back(customer)
-        store.flush()
+        store.flush(force=backlog is None)
         report.unsaved, report.lost = len(store), store.lost - lost_before
         if backlog is None:
             report.lost += report.unsaved  # nobody keeps them for a later cycle

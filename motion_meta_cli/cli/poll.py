@@ -68,7 +68,7 @@ def poll(
             finally:
                 if guard is not None:
                     guard.release()
-            if not poller.backlog.flush():
+            if not poller.backlog.flush(force=True):
                 raise BackendUnavailableError(
                     f"{len(poller.backlog)} fetched result(s) could not be stored: the store did not answer"
                 )

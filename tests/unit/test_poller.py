@@ -17,7 +17,7 @@ from motion_meta_cli.app import AppHandler
 from motion_meta_cli.config import DEMO_CUSTOMER, Settings
 from motion_meta_cli.errors import BackendUnavailableError
 from motion_meta_cli.poller import Poller
-from motion_meta_cli.service import CLAIM_BATCH, LEASE_PREFIX, CycleReport
+from motion_meta_cli.service import CLAIM_BATCH, LEASE_PREFIX, CycleReport, ResultBacklog
 
 ME = "https://graph.test/v25.0/me"
 SLOT = 4242
@@ -272,12 +272,15 @@ def test_a_store_outage_keeps_results_in_memory_until_it_answers(home: Path) -> 
         app.service._store = flaky  # type: ignore[assignment]
         wall = FakeWall(SLOT * 30.0)
         poller = Poller(app, interval_s=30, wall=wall)
-        poller.backlog._store = flaky  # type: ignore[assignment]
+        clock = FakeWall(0.0)
+        poller.backlog = ResultBacklog(flaky, clock=clock)  # type: ignore[arg-type]
         flaky.down = True
         during = poller.run_cycle(SLOT, 1, threading.Event())
         assert sorted(during.fetched) == CUSTOMERS and during.unsaved == len(CUSTOMERS) and during.lost == 0
         assert app.store.latest(CUSTOMERS[0]) is None
+        assert poller.backlog.flush() is False, "within its backoff the store is not tried again"
         flaky.down = False
+        clock.now += ResultBacklog.RETRY_S[0]
         wall.now = (SLOT + 1) * 30.0
         after = poller.run_cycle(SLOT + 1, 2, threading.Event())
         assert after.unsaved == 0 and after.lost == 0, after
