@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Sequence
 
@@ -11,6 +12,8 @@ from motion_meta_cli.credentials import CredentialsManager
 from motion_meta_cli.errors import InvalidFieldsError, UpstreamError
 from motion_meta_cli.models import MetaUser
 from motion_meta_cli.request_manager import MetaRequestManager
+
+log = logging.getLogger(__name__)
 
 REQUIRED_FIELDS = ("id", "name")
 
@@ -76,4 +79,12 @@ class MetaUserAgent:
                     f"Meta's answer for {customer!r} is not a user profile ({where}: {problem['msg'].lower()})"
                 ) from None
 
-        return self._credentials.call(customer, request)
+        try:
+            return self._credentials.call(customer, request)
+        except UpstreamError as exc:
+            smaller = exc.classification is not None and exc.classification.reduce_request
+            if not smaller or wanted == REQUIRED_FIELDS:
+                raise
+            log.warning("Meta asked for less data for %s; fetching only %s", customer, ", ".join(REQUIRED_FIELDS))
+            params["fields"] = ",".join(REQUIRED_FIELDS)
+            return self._credentials.call(customer, request)

@@ -48,6 +48,8 @@ class RetryPolicy:
     def decide(self, classification: Classification, *, failures: int) -> Decision:
         """What to do after a failed attempt that was no throttle: `failures` counts transient failures so far."""
         kind = classification.kind
+        if classification.reduce_request:  # the same request fails the same way: the caller asks for less
+            return GiveUp(classification.reason)
         if kind is ErrorKind.TRANSIENT:
             if failures >= self._retry.max_attempts:
                 return GiveUp(f"{classification.reason} (gave up after {failures} attempts)")

@@ -91,3 +91,21 @@ def test_an_unexpected_bug_costs_one_customer_only(parts: tuple) -> None:
     report = MetaUserService(Broken(), store).run_cycle(["a", "b"])  # type: ignore[arg-type]
     results = sorted(report.results, key=lambda r: r.customer)
     assert [r.error.kind for r in results if r.error] == ["invalid_fields", "internal"]
+
+
+@responses.activate
+def test_when_meta_asks_for_less_data_the_agent_asks_for_id_and_name_only(parts: tuple) -> None:
+    agent, _, secrets = parts
+    secrets.put_secret("acme", "EAAacme")
+    reduce = {
+        "error": {
+            "message": "Please reduce the amount of data you're asking for, then retry your request",
+            "code": 1,
+            "type": "OAuthException",
+        }
+    }
+    responses.get(ME, json=reduce, status=500)
+    responses.get(ME, json={"id": "1", "name": "Ada"})
+    user = agent.fetch_me("acme", ("id", "name", "picture{url}", "email"))
+    assert user.name == "Ada"
+    assert [call.request.params["fields"] for call in responses.calls] == ["id,name,picture{url},email", "id,name"]
