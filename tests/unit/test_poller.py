@@ -6,6 +6,8 @@ the emulator; these pin the claim logic itself.
 
 from __future__ import annotations
 
+import math
+import sqlite3
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -288,3 +290,31 @@ def test_a_store_outage_keeps_results_in_memory_until_it_answers(home: Path) -> 
     with _open(home) as reopened:
         counts = {name: len(reopened.store.history(name)) for name in CUSTOMERS}
         assert set(counts.values()) == {2}, counts
+
+
+@responses.activate
+def test_cache_db_stays_bounded_over_many_cycles(tmp_path: Path) -> None:
+    from motion_meta_cli.storage.sqlite_cache import SQLiteCache
+
+    responses.get(ME, json={"id": "1", "name": "User"})
+    names = [f"g{n:03d}" for n in range(100)]
+    with _open(tmp_path) as app:
+        app.store.remove_customer(DEMO_CUSTOMER)
+        for name in names:
+            app.store.add_customer(name)
+            app.secrets.put_secret(name, f"EAA{name}token")
+        wall = FakeWall(1_000_000.0)
+        app.__dict__["cache"] = SQLiteCache(tmp_path / "cache.db", clock=wall)  # leases expire on the poll's clock
+        poller = Poller(app, interval_s=10, concurrency=8, wall=wall)
+        for cycle in range(50):
+            report = poller.run_cycle(math.floor(wall.now / 10), cycle + 1, threading.Event())
+            assert len(report.fetched) == 100
+            wall.now += 10
+        app.cache.close()
+    conn = sqlite3.connect(tmp_path / "cache.db")
+    try:
+        (rows,) = conn.execute("SELECT COUNT(*) FROM cache").fetchone()
+    finally:
+        conn.close()
+    # 100 markers, and the leases of the last few slots (each lives three intervals); 50 slots' worth is 5,100.
+    assert rows <= 100 + 4 * 100, rows
