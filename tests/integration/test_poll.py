@@ -273,3 +273,30 @@ def test_rejected_customers_are_skipped_until_their_credentials_change(tmp_path:
         assert reports[1]["skipped_customers"] == ["c000"]
         assert first.stderr.count("skipping c000 until its credentials change") == 1
         assert strict.stats()["requests"] == 1
+
+
+def test_a_hung_redis_does_not_stall_polling(tmp_path: Path, emulator_url: str, redis_server: RedisServer) -> None:
+    home = tmp_path / "h"
+    _seed(home, 20)
+    proc = _start(["--interval", "2", "--concurrency", "4"], _env(emulator_url, home, redis_server.url), tmp_path)
+    assert proc.stdout is not None and redis_server.process is not None
+    for _ in range(3):  # past a first, late cycle (whose next slot may be empty), with Redis answering
+        steady = json.loads(proc.stdout.readline())
+    reports = [steady]
+    redis_server.process.send_signal(signal.SIGSTOP)  # accepts connections, never answers
+    stopped = time.time()
+    try:
+        while time.time() < stopped + 30:
+            reports.append(json.loads(proc.stdout.readline()))
+    finally:
+        redis_server.process.send_signal(signal.SIGCONT)
+    reports.append(json.loads(proc.stdout.readline()))
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err[-800:]
+    reports += _reports(out)
+    slots = [int(r["slot"]) for r in reports]  # type: ignore[call-overload]
+    assert slots == list(range(slots[0], slots[0] + len(slots))), "every slot had its cycle"
+    assert len(slots) >= 15
+    assert all(r["fetched"] == 20 for r in reports), [(r["slot"], r["fetched"], r["duration_s"]) for r in reports]
+    assert "Traceback" not in err
