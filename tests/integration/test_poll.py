@@ -162,7 +162,8 @@ def test_sigterm_finishes_requests_in_flight_and_exits_0(tmp_path: Path, emulato
     home = tmp_path / "h"
     _seed(home, 200)
     proc = _start(["--interval", "30", "--concurrency", "2"], _env(emulator_url, home), tmp_path)
-    time.sleep(1.5)
+    while sum(_per_user(emulator_url).values()) < 10:  # well into the cycle
+        time.sleep(0.02)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err[-800:]
@@ -185,13 +186,14 @@ def test_polling_survives_redis_going_away_and_coming_back(
         _env(emulator_url, home, redis_server.url),
         tmp_path,
     )
-    time.sleep(1.0)
+    assert proc.stdout is not None
+    reports = [json.loads(proc.stdout.readline())]  # the first cycle, with Redis
     redis_server.stop()
-    time.sleep(1.6)
+    reports.append(json.loads(proc.stdout.readline()))  # a cycle without it
     redis_server.start()
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err[-800:]
-    reports = _reports(out)
+    reports += _reports(out)
     assert len(reports) == 6
     assert sum(int(r["fetched"]) for r in reports) >= 50, reports  # type: ignore[call-overload]
     assert "Traceback" not in err
@@ -204,7 +206,7 @@ def test_a_rotated_token_is_used_from_the_next_cycle(tmp_path: Path, emulator_ur
     home = tmp_path / "h"
     _seed(home, 1)
     proc = _start(["--interval", "1", "--cycles", "6", "--concurrency", "1"], _env(emulator_url, home), tmp_path)
-    time.sleep(1.3)
+    assert proc.stdout is not None and json.loads(proc.stdout.readline())["fetched"] == 1  # the old token served
     new = "EAArotatedtoken0000000000000"
     env = _env(emulator_url, home)
     assert run_cli("credentials", "set", "--customer", "c000", cwd=tmp_path, env=env, input=new).code == 0
