@@ -109,31 +109,33 @@ class Moderator:
         self.stats.add(waiting=1)
         try:
             while True:
-                now, scopes, named = self._scopes(customer)
-                block = rules.blocker(scopes, now, handling, probes)
-                if isinstance(block, Wait):
-                    self._wait(block, handling, start, budget_s, keep_alive)
-                    continue
-                if isinstance(block, rules.Probe):
-                    taken = self._change(block.scope, lambda s, now: rules.take_probe(s, now, holder, probe_ttl_ms))
-                    if taken.probe == holder:
-                        probes.add(block.scope)
-                    continue
-                metered = [name for name in scopes if rules.is_metered(name)]
-                limits = [rules.limit(name, scopes[name], now, handling) for name in metered]
-                limits += [Limit(rules.answered_log(name), record=False) for name in metered]
+                # Holds are read and the send logs admitted under the gate, so a request queued behind others
+                # sees a throttle they met; waits happen outside it, except the budget's (the log is shared).
                 with self._gate:
-                    admitted = self.state.admit(limits, window_ms, margin_ms)
-                    if admitted.wait_ms > 0:
+                    now, scopes, named = self._scopes(customer)
+                    block = rules.blocker(scopes, now, handling, probes)
+                    if block is None:
+                        metered = [name for name in scopes if rules.is_metered(name)]
+                        limits = [rules.limit(name, scopes[name], now, handling) for name in metered]
+                        limits += [Limit(rules.answered_log(name), record=False) for name in metered]
+                        admitted = self.state.admit(limits, window_ms, margin_ms)
+                        if admitted.wait_ms <= 0:
+                            break
                         self._end_probes(probes, holder)  # a probe lives no longer than the attempt it stands for
                         binding = ", ".join(rule.log for rule in limits if rule.limit is not None) or APP
                         self._wait(Wait(binding, admitted.wait_ms, "budget"), handling, start, budget_s, keep_alive)
                         continue
-                counted = dict(zip(metered, admitted.counted[len(metered) :], strict=True))
-                self.stats.add(sent=1, probes=1 if probes else 0)
-                if probes:
-                    log.info("probing %s", ", ".join(sorted(probes)))
-                return Ticket(customer, admitted.now_ms, holder, scopes, counted, named, probes)
+                if isinstance(block, Wait):
+                    self._wait(block, handling, start, budget_s, keep_alive)
+                else:
+                    taken = self._change(block.scope, lambda s, now: rules.take_probe(s, now, holder, probe_ttl_ms))
+                    if taken.probe == holder:
+                        probes.add(block.scope)
+            counted = dict(zip(metered, admitted.counted[len(metered) :], strict=True))
+            self.stats.add(sent=1, probes=1 if probes else 0)
+            if probes:
+                log.info("probing %s", ", ".join(sorted(probes)))
+            return Ticket(customer, admitted.now_ms, holder, scopes, counted, named, probes)
         except BaseException:
             self._end_probes(probes, holder)
             raise
