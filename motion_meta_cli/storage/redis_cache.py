@@ -2,22 +2,32 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from types import TracebackType
 from typing import Any
 
 import redis
 import redis.exceptions
+from redis.backoff import NoBackoff
 from redis.lock import Lock
+from redis.retry import Retry
 
 from motion_meta_cli.errors import BackendUnavailableError, ConfigError
+from motion_meta_cli.storage.breaker import RETRY_S, CircuitBreaker
 
 LOCK_POLL_S = 0.02
+
+_AUTH_ERRORS = (redis.exceptions.AuthenticationError, redis.exceptions.AuthorizationError)
 
 
 class RedisCache:
     """`Cache` on Redis: every key under one prefix; locks are `redis.lock.Lock` leases with a timeout.
+
+    A call waits at most about one timeout. Once one fails to reach Redis, every call (moderation's
+    scripts through `errors()` too) fails at once with `BackendUnavailableError` for RETRY_S; then one
+    caller at a time tries Redis again while the others keep failing fast (`breaker.CircuitBreaker`).
 
     cache = RedisCache.from_url("redis://127.0.0.1:6379/0", prefix="motion-meta:")
     cache.set("credentials:marker:acme", "...", ttl_s=3600)
@@ -25,32 +35,53 @@ class RedisCache:
         ...
     """
 
-    def __init__(self, client: redis.Redis, *, prefix: str = "motion-meta:", where: str = "Redis") -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        prefix: str = "motion-meta:",
+        where: str = "Redis",
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._client = client
         self.prefix = prefix
         self._where = where
+        self._breaker = CircuitBreaker(clock)
+        self._last_failure = "connection failed"
 
     @classmethod
-    def from_url(cls, url: str, *, prefix: str, timeout_s: float = 2.0) -> RedisCache:
-        """A cache on the Redis at `url` (redis:// or rediss://), with socket and connect timeouts."""
+    def from_url(
+        cls, url: str, *, prefix: str, timeout_s: float = 2.0, clock: Callable[[], float] = time.monotonic
+    ) -> RedisCache:
+        """A cache on the Redis at `url` (redis:// or rediss://); `timeout_s` bounds connecting and each reply."""
         client = redis.Redis.from_url(
             url,
             socket_timeout=timeout_s,
             socket_connect_timeout=timeout_s,
             decode_responses=True,
-            health_check_interval=30,
+            # One attempt per call, so a call waits one timeout at most: retrying a timeout or a refused
+            # connection only adds waits, and the breaker decides when to try again. No PING health check
+            # either: it costs a round trip, and the pool already replaces a connection Redis closed.
+            retry=Retry(NoBackoff(), 0),
+            health_check_interval=0,
         )
         kwargs = client.connection_pool.connection_kwargs
         where = f"Redis at {kwargs.get('host', '?')}:{kwargs.get('port', '?')}/{kwargs.get('db', 0)}"
-        return cls(client, prefix=prefix, where=where)
+        return cls(client, prefix=prefix, where=where, clock=clock)
+
+    @property
+    def reachable(self) -> bool:
+        """False from a call that could not reach Redis until a later one does; asks Redis nothing."""
+        return self._breaker.closed
 
     @property
     def client(self) -> redis.Redis:
         """The redis-py client (for moderation's scripts)."""
         return self._client
 
-    def errors(self) -> Any:
-        """A context manager turning redis-py errors into motion-meta errors."""
+    def errors(self) -> AbstractContextManager[None]:
+        """A context manager for calls on `client`: it raises `BackendUnavailableError` at once, before its
+        body runs, while Redis is held unreachable, and turns redis-py errors into motion-meta errors."""
         return self._errors()
 
     def get(self, key: str) -> str | None:
@@ -112,19 +143,33 @@ class RedisCache:
 
     @contextmanager
     def _errors(self) -> Iterator[None]:
+        admission = self._breaker.admit()
+        if admission is None:
+            raise self._unreachable(self._last_failure)
         try:
             yield
-        except redis.exceptions.AuthenticationError:
+        except _AUTH_ERRORS:
+            self._breaker.succeeded(admission)  # Redis answered; waiting will not fix a password
             raise self._auth_error() from None
         except redis.exceptions.ResponseError as exc:
+            self._breaker.succeeded(admission)
             if str(exc).startswith(("NOAUTH", "WRONGPASS", "NOPERM")):
                 raise self._auth_error() from None
             raise BackendUnavailableError(f"{self._where} answered an error: {str(exc)[:120]}") from None
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
-            reason = "timed out" if isinstance(exc, redis.exceptions.TimeoutError) else "connection failed"
-            raise BackendUnavailableError(
-                f"cannot reach {self._where} ({reason}); is it running? (MOTION_META_CACHE_URL)"
-            ) from None
+            self._last_failure = "timed out" if isinstance(exc, redis.exceptions.TimeoutError) else "connection failed"
+            self._breaker.failed(admission)
+            raise self._unreachable(self._last_failure) from None
+        except BaseException:
+            self._breaker.abandoned(admission)
+            raise
+        self._breaker.succeeded(admission)
+
+    def _unreachable(self, reason: str) -> BackendUnavailableError:
+        return BackendUnavailableError(
+            f"cannot reach {self._where} ({reason}; tried again every {RETRY_S:g} s); is it running? "
+            "(MOTION_META_CACHE_URL)"
+        )
 
     def _auth_error(self) -> ConfigError:
         return ConfigError(f"{self._where} refused authentication; check the password in MOTION_META_CACHE_URL")
@@ -133,14 +178,30 @@ class RedisCache:
 class RedisLock:
     """A `redis.lock.Lock` with motion-meta's acquire signature and errors."""
 
-    def __init__(self, lock: Lock, errors: Any) -> None:
+    def __init__(
+        self,
+        lock: Lock,
+        errors: Callable[[], AbstractContextManager[None]],
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self._lock = lock
         self._errors = errors
+        self._clock = clock
+        self._sleep = sleep
 
     def acquire(self, blocking: bool = True, timeout_s: float | None = None) -> bool:
-        """Take the lock, waiting up to `timeout_s` (forever when None) if blocking."""
-        with self._errors():
-            return bool(self._lock.acquire(blocking=blocking, blocking_timeout=timeout_s))
+        """Take the lock, waiting up to `timeout_s` (forever when None) if blocking. Each try is one call,
+        so an unreachable Redis raises `BackendUnavailableError` within about one Redis timeout."""
+        deadline = None if timeout_s is None else self._clock() + timeout_s
+        while True:
+            with self._errors():
+                if self._lock.acquire(blocking=False):
+                    return True
+            if not blocking or (deadline is not None and self._clock() + LOCK_POLL_S > deadline):
+                return False
+            self._sleep(LOCK_POLL_S)
 
     def release(self) -> None:
         """Give the lock back if we still hold it; a lease that already lapsed is not an error."""

@@ -14,6 +14,7 @@ import redis
 from motion_meta_cli.credentials import CredentialsManager, Marker, marker_key
 from motion_meta_cli.errors import BackendUnavailableError, ConfigError
 from motion_meta_cli.storage.base import SecretRecord
+from motion_meta_cli.storage.breaker import RETRY_S
 from motion_meta_cli.storage.local_secrets import LocalSecretsStore
 from motion_meta_cli.storage.redis_cache import RedisCache
 from tests.integration.conftest import RedisServer, free_port
@@ -124,12 +125,14 @@ def test_refresh_is_single_flight_within_and_across_instances(redis_server: Redi
 
 
 def test_unreachable_redis_is_a_backend_error(redis_server: RedisServer) -> None:
-    cache = _cache(redis_server)
+    now = [1000.0]
+    cache = RedisCache.from_url(redis_server.url, prefix="mm-test:", timeout_s=1.0, clock=lambda: now[0])
     cache.set("k", "v")
     redis_server.stop()
     with pytest.raises(BackendUnavailableError, match=f"cannot reach Redis at 127.0.0.1:{redis_server.port}/0"):
         cache.get("k")
     redis_server.start()
+    now[0] += RETRY_S  # the breaker's retry period (test_redis_outage.py)
     assert cache.get("k") is None, "a restarted server (no persistence) answers again on the same client"
 
 
