@@ -15,21 +15,55 @@ not take (`ResultBacklog`) from cycle to cycle, and the last customer list it co
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 from motion_meta_cli.app import AppHandler
-from motion_meta_cli.errors import BackendUnavailableError, StoppedError
+from motion_meta_cli.errors import BackendUnavailableError, MotionMetaError, StoppedError
 from motion_meta_cli.service import CycleReport, ResultBacklog, SlotLeases
+from motion_meta_cli.storage.base import Cache
 
 log = logging.getLogger(__name__)
 
 LATE_SHARE = 0.1
 """A cycle that starts more than this share of the interval into its slot is late (see the module docstring)."""
+
+
+ONCE_GUARD = "poll:once"
+ONCE_GUARD_TTL_S = 30.0
+"""The overlap guard of `poll --once` lives this long unless renewed (every third of it while the run lasts),
+so a run killed with SIGKILL holds the next cron run up for half a minute at most."""
+
+
+@contextmanager
+def once_guard(cache: Cache) -> Iterator[bool]:
+    """Hold the overlap guard of `poll --once` while the block runs; yields False when another run holds it."""
+    guard = cache.lock(ONCE_GUARD, ttl_s=ONCE_GUARD_TTL_S)
+    if not guard.acquire(blocking=False):
+        yield False
+        return
+    done = threading.Event()
+
+    def renew() -> None:
+        while not done.wait(ONCE_GUARD_TTL_S / 3):
+            with contextlib.suppress(MotionMetaError):  # the cache away: the guard may lapse; the run goes on
+                guard.renew()
+
+    renewer = threading.Thread(target=renew, name="once-guard", daemon=True)
+    renewer.start()
+    try:
+        yield True
+    finally:
+        done.set()
+        renewer.join()
+        with contextlib.suppress(MotionMetaError):
+            guard.release()
 
 
 def stoppable_sleep(stop: threading.Event) -> Callable[[float], None]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -11,9 +12,6 @@ from typing import Annotated, Any
 import typer
 
 from motion_meta_cli.cli.errors import reported_errors
-
-ONCE_LOCK = "poll:once"
-ONCE_LOCK_TTL_S = 300.0
 
 
 def poll(
@@ -40,7 +38,7 @@ def poll(
         from motion_meta_cli.cli.render import live_view, poll_panel, print_json, render_cycle_line
         from motion_meta_cli.config import load_settings
         from motion_meta_cli.errors import BackendUnavailableError, ExitCode
-        from motion_meta_cli.poller import Poller, stoppable_sleep
+        from motion_meta_cli.poller import Poller, once_guard, stoppable_sleep
 
         settings = load_settings()
         if concurrency is not None:
@@ -51,12 +49,13 @@ def poll(
         _install_signal_handlers(stop)
         with AppHandler(settings, sleep=stoppable_sleep(stop)) as app:
             poller = Poller(app, interval_s=interval, customers=names, concurrency=settings.motion_meta_concurrency)
-            guard = app.cache.lock(ONCE_LOCK, ttl_s=ONCE_LOCK_TTL_S) if once else None
-            if guard is not None and not guard.acquire(blocking=False):
-                typer.echo("error: another `poll --once` run is still going (overlap guard); not starting", err=True)
-                raise typer.Exit(ExitCode.ALREADY_RUNNING)
-            complete = True
-            try:
+            with contextlib.ExitStack() as held:
+                if once and not held.enter_context(once_guard(app.cache)):
+                    typer.echo(
+                        "error: another `poll --once` run is still going (overlap guard); not starting", err=True
+                    )
+                    raise typer.Exit(ExitCode.ALREADY_RUNNING)
+                complete = True
                 with live_view(lambda: poll_panel(poller, app), enabled=not as_json) as live:
                     for report in poller.run(stop=stop, cycles=1 if once else cycles):
                         complete = complete and report.complete
@@ -65,9 +64,6 @@ def poll(
                         elif not live:
                             render_cycle_line(report)
                         sys.stdout.flush()
-            finally:
-                if guard is not None:
-                    guard.release()
             if not poller.backlog.flush(force=True):
                 raise BackendUnavailableError(
                     f"{len(poller.backlog)} fetched result(s) could not be stored: the store did not answer"

@@ -28,6 +28,10 @@ class CacheLock(Protocol):
         """Give the lock back if we still hold it."""
         ...
 
+    def renew(self) -> bool:
+        """Extend the lease to its full TTL from now; False when we no longer hold it."""
+        ...
+
     def __enter__(self) -> CacheLock: ...
 
     def __exit__(

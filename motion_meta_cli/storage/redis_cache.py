@@ -211,6 +211,14 @@ class RedisLock:
         except redis.exceptions.LockError:
             pass
 
+    def renew(self) -> bool:
+        """Reset the lease to its full TTL; False when it lapsed and someone else may hold it."""
+        try:
+            with self._errors():
+                return bool(self._lock.reacquire())
+        except redis.exceptions.LockError:
+            return False
+
     def __enter__(self) -> RedisLock:
         self.acquire()
         return self

@@ -158,6 +158,15 @@ class SQLiteCache:
             )
             return cur.rowcount == 1
 
+    def _renew(self, name: str, owner: str, ttl_s: float) -> bool:
+        now = self._clock()
+        with self._db.transaction() as conn:
+            cur = conn.execute(
+                "UPDATE locks SET expires_at = ? WHERE name = ? AND owner = ? AND expires_at > ?",
+                (now + ttl_s, name, owner, now),
+            )
+            return cur.rowcount == 1
+
     def _release(self, name: str, owner: str) -> None:
         with self._db.transaction() as conn:
             conn.execute("DELETE FROM locks WHERE name = ? AND owner = ?", (name, owner))
@@ -200,6 +209,10 @@ class SQLiteLock:
     def release(self) -> None:
         """Give the lock back if we still hold it."""
         self._cache._release(self.name, self._owner)
+
+    def renew(self) -> bool:
+        """Reset the lease to its full TTL; False when it lapsed and someone else may hold it."""
+        return self._cache._renew(self.name, self._owner, self.ttl_s)
 
     def __enter__(self) -> SQLiteLock:
         self.acquire()

@@ -110,3 +110,30 @@ def test_racing_add_many_gives_each_key_to_exactly_one_client(open_cache: OpenCa
     assert sorted(claimed) == sorted(keys)  # every key once: no duplicate, no miss
     owners = clients[0].get_many(keys)
     assert all(owners[keys.index(key)] == f"i{index}" for index, mine in won.items() for key in mine)
+
+
+def test_a_renewed_lock_outlives_its_ttl_and_a_lapsed_one_cannot_be_renewed(open_cache: OpenCache) -> None:
+    cache = open_cache()
+    held = cache.lock("guard", ttl_s=0.3)
+    assert held.acquire(blocking=False)
+    time.sleep(0.2)
+    assert held.renew()
+    time.sleep(0.2)  # 0.4 s after it was taken: alive only because it was renewed
+    assert not cache.lock("guard", ttl_s=0.3).acquire(blocking=False)
+    time.sleep(0.35)
+    assert not held.renew(), "lapsed: renewing would steal it from whoever takes it next"
+    assert cache.lock("guard", ttl_s=0.3).acquire(blocking=False)
+
+
+def test_the_once_guard_is_renewed_while_the_run_lasts(open_cache: OpenCache, monkeypatch: pytest.MonkeyPatch) -> None:
+    import motion_meta_cli.poller as poller
+
+    monkeypatch.setattr(poller, "ONCE_GUARD_TTL_S", 0.3)
+    cache = open_cache()
+    with poller.once_guard(cache) as held:
+        assert held
+        time.sleep(0.7)  # more than two TTLs
+        with poller.once_guard(cache) as second:
+            assert not second, "another run must not start"
+    with poller.once_guard(cache) as again:
+        assert again, "given back when the run ended"
