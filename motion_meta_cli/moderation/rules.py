@@ -21,6 +21,8 @@ PRECISE_FROM_PCT = 50.0
 """From this usage on, a whole-percent reading pins the budget within 2 %."""
 MARGIN_PCT = 2.0
 """Sends this close (in % of the window) to either end of the window are not counted towards a reading."""
+GROWTH_STEP_PCT = 2.0
+"""A learned budget is raised only by steps this large (or when it becomes precise): the error stays on the safe side."""
 PROBE_MARGIN_S = 1.0
 """A probe's lease outlives its one attempt (connect + read timeout) by this much."""
 
@@ -196,7 +198,10 @@ def learn(scope: Scope, now: int, *, usage_pct: float | None, counted: int, hand
     if estimate is None:
         return scope
     precise = usage_pct >= PRECISE_FROM_PCT
-    grows = current is None or current == UNMETERED or estimate > current or (precise and not scope.precise)
+    # Only a step of GROWTH_STEP_PCT or more is worth a shared write: during a ramp every answer raises the
+    # estimate a little, and many instances writing one record at once mostly collide.
+    step = current * (1 + GROWTH_STEP_PCT / 100) if current else 0
+    grows = current is None or current == UNMETERED or estimate >= step or (precise and not scope.precise)
     if not grows and scope.budget_until_ms - now > ttl_ms - handling.window_s * 1000:
         return scope
     merged = estimate if current is None or current == UNMETERED else max(current, estimate)
