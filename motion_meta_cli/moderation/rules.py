@@ -20,9 +20,10 @@ LIMITED_WINDOWS = 10
 PRECISE_FROM_PCT = 50.0
 """From this usage on, a whole-percent reading pins the budget within 2 %."""
 MARGIN_PCT = 2.0
-"""Sends this close (in % of the window) to either end of the window are not counted towards a reading."""
+"""Answers this close (in % of the window) to its start are not counted towards a reading: Meta may have let
+them age out already."""
 GROWTH_STEP_PCT = 2.0
-"""A learned budget is raised only by steps this large (or when it becomes precise): the error stays on the safe side."""
+"""A learned budget is raised only by steps this large (or when it becomes precise); the error is on the safe side."""
 PROBE_MARGIN_S = 1.0
 """A probe's lease outlives its one attempt (connect + read timeout) by this much."""
 
