@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 from motion_meta_cli.app import AppHandler
-from motion_meta_cli.errors import BackendUnavailableError, MotionMetaError, StoppedError
+from motion_meta_cli.errors import MotionMetaError, StoppedError
 from motion_meta_cli.service import CycleReport, ResultBacklog, SlotLeases
 from motion_meta_cli.storage.base import Cache
 
@@ -123,7 +123,7 @@ class Poller:
         leases = SlotLeases(self._app.cache, slot, self.interval_s, owner=self.instance, covers_next=late)
         try:
             names = self._names()
-        except BackendUnavailableError as exc:
+        except MotionMetaError as exc:  # the store away, or its table gone until `store init`
             if self._known is None:
                 raise
             log.warning("%s; polling the %d customers known from the last cycle", exc, len(self._known))
