@@ -112,7 +112,7 @@ class Moderator:
                 # Holds are read and the send logs admitted under the gate, so a request queued behind others
                 # sees a throttle they met; waits happen outside it, except the budget's (the log is shared).
                 with self._gate:
-                    now, scopes, named = self._scopes(customer)
+                    now, scopes, named = self._scopes(customer, handling)
                     block = rules.blocker(scopes, now, handling, probes)
                     if block is None:
                         metered = [name for name in scopes if rules.is_metered(name)]
@@ -278,15 +278,20 @@ class Moderator:
             log.warning("moderation cleared by hand for every instance: %s", ", ".join(cleared))
         return cleared
 
-    def _scopes(self, customer: str) -> tuple[int, dict[str, Scope], set[str]]:
+    def _scopes(self, customer: str, handling: ThrottleHandling) -> tuple[int, dict[str, Scope], set[str]]:
+        """Now, the scopes a request of `customer` carries, and those of its named scopes that need no refresh
+        yet (an answer naming one that lives less than half its time more writes it again)."""
         base = customer_scopes(customer)
         names_key = f"names:{customer}"
         now, records = self.state.read([*base, names_key])
         named = rules.live_names(records.get(names_key), now)
+        fresh = rules.live_names(
+            records.get(names_key), now, for_ms=int(handling.window_s * 500 * rules.LIMITED_WINDOWS)
+        )
         if named:
             now, more = self.state.read(sorted(named))
             records.update(more)
-        return now, {name: Scope.load(records.get(name)) for name in [*base, *sorted(named)]}, named
+        return now, {name: Scope.load(records.get(name)) for name in [*base, *sorted(named)]}, fresh
 
     def _change(self, name: str, change: Callable[[Scope, int], Scope]) -> Scope:
         stored = self.state.update(name, lambda record, now: change(Scope.load(record), now).dump())

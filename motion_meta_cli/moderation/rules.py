@@ -251,6 +251,6 @@ def with_names(record: dict[str, Any] | None, now: int, names: set[str], ttl_ms:
     return {"scopes": until, "expires_ms": max(until.values(), default=now)}
 
 
-def live_names(record: dict[str, Any] | None, now: int) -> set[str]:
-    """The named scopes of a `names:<customer>` record that have not expired."""
-    return {name for name, until in (record or {}).get("scopes", {}).items() if until > now}
+def live_names(record: dict[str, Any] | None, now: int, *, for_ms: int = 0) -> set[str]:
+    """The named scopes of a `names:<customer>` record that will not expire within `for_ms`."""
+    return {name for name, until in (record or {}).get("scopes", {}).items() if until > now + for_ms}

@@ -216,3 +216,23 @@ def test_customer_slots_cap_requests_in_flight_and_lapse_after_one_attempt() -> 
     clock.now += 4
     with slots.hold("acme", wait_s=1):
         pass
+
+
+def test_a_named_scope_is_kept_while_answers_keep_naming_it() -> None:
+    clock = Clock()
+    moderator = _moderator(clock)
+    buc = BusinessUseCaseUsage("42", "ads_management", 10, None, None, None, None)
+    usage = Usage(app=UsageCounters(call_count_pct=1), business_use_cases=(buc,))
+    ten_windows_ms = int(HOUR.window_s * 1000 * rules.LIMITED_WINDOWS)
+
+    def until() -> int:
+        return int(moderator.state.read(["names:acme"])[1]["names:acme"]["scopes"]["buc:42:ads_management"])
+
+    moderator.answered(moderator.acquire("acme", HOUR, budget_s=100, probe_ttl_ms=TTL), usage, HOUR)
+    first = until()
+    clock.now += HOUR.window_s  # an answer soon after writes nothing new
+    moderator.answered(moderator.acquire("acme", HOUR, budget_s=100, probe_ttl_ms=TTL), usage, HOUR)
+    assert until() == first
+    clock.now += 5 * HOUR.window_s  # past half its life: the next answer naming it keeps it
+    moderator.answered(moderator.acquire("acme", HOUR, budget_s=100, probe_ttl_ms=TTL), usage, HOUR)
+    assert until() == int(clock.now * 1000) + ten_windows_ms > first
