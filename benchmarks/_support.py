@@ -57,6 +57,24 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def naive_session(pool_size: int) -> Any:
+    """The naive client's session: requests with urllib3's Retry (30 retries on 400/429/5xx, backoff 0.5 s)."""
+    import requests
+    from requests.adapters import HTTPAdapter
+    from urllib3.util import Retry
+
+    session = requests.Session()
+    retry = Retry(
+        total=30,
+        status_forcelist=(400, 429, 500, 502, 503, 504),
+        backoff_factor=0.5,
+        allowed_methods=None,
+        raise_on_status=False,
+    )
+    session.mount("http://", HTTPAdapter(pool_maxsize=pool_size, max_retries=retry))
+    return session
+
+
 def start_emulator(work: Path, name: str, *flags: str) -> tuple[subprocess.Popen[bytes], str]:
     """`motion-meta emulator --port 0 FLAGS` in its own process, and its URL once it accepts connections."""
     out_path, err_path = work / f"{name}.out", work / f"{name}.err"

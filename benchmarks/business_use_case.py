@@ -30,9 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import requests
-from _support import clean_env, emulator_stats, free_port, kill, start_emulator, wait_for_port
-from requests.adapters import HTTPAdapter
-from urllib3.util import Retry
+from _support import clean_env, emulator_stats, free_port, kill, naive_session, start_emulator, wait_for_port
 
 from motion_meta_cli.app import AppHandler
 from motion_meta_cli.config import DEMO_CUSTOMER, Settings
@@ -74,15 +72,7 @@ def _polls(url: str, home: Path, work: Path, args: argparse.Namespace, instances
 
 
 def _naive(url: str, args: argparse.Namespace) -> float:
-    session = requests.Session()
-    retry = Retry(
-        total=30,
-        status_forcelist=(400, 429, 500, 502, 503, 504),
-        backoff_factor=0.5,
-        allowed_methods=None,
-        raise_on_status=False,
-    )
-    session.mount("http://", HTTPAdapter(pool_maxsize=8, max_retries=retry))
+    session = naive_session(8)
     deadline = time.monotonic() + args.naive_timeout
     stop = threading.Event()
 

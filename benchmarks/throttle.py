@@ -43,9 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from _support import clean_env, emulator_stats, free_port, kill, start_emulator, tail, wait_for_port
-from requests.adapters import HTTPAdapter
-from urllib3.util import Retry
+from _support import clean_env, emulator_stats, free_port, kill, naive_session, start_emulator, tail, wait_for_port
 
 from motion_meta_cli.emulator import DEMO_TOKEN
 
@@ -188,15 +186,7 @@ def _stress_scenario(key: str, args: argparse.Namespace, url: str, work: Path, r
 
 def _naive_worker(url: str, requests_n: int, concurrency: int) -> None:
     """The naive client (run in a child process): one line per finished request, its final status."""
-    session = requests.Session()
-    retry = Retry(
-        total=30,
-        status_forcelist=(400, 429, 500, 502, 503, 504),
-        backoff_factor=0.5,
-        allowed_methods=None,
-        raise_on_status=False,
-    )
-    session.mount("http://", HTTPAdapter(pool_maxsize=concurrency, max_retries=retry))
+    session = naive_session(concurrency)
     headers = {"Authorization": f"Bearer {DEMO_TOKEN}"}
     lock = threading.Lock()
 
