@@ -16,12 +16,14 @@ demo customer. Each `poll --once` runs under a tiny wrapper process that times i
      its own `duration_s` (the cycle) and by the wall time of the process (start-up included), against a
      plain client making the same calls: a `requests.Session` (pool as wide as --concurrency) and a
      thread pool of that width, `GET /v25.0/me?fields=id,name` with each customer's bearer token, nothing
-     stored. Each of --runs runs gets a fresh emulator, shared by the pair (`POST /__reset` between them;
-     which goes first alternates). The emulator answers after --latency-s ± --latency-jitter-s, as Meta
-     takes 100-500 ms. Medians of customers/s, and the ratio poll / plain. Target ≥ 0.95: moderation,
-     credentials and storage cost at most 5 %; with --latency-s 0 (a CPU race) ≥ 0.6. Poll runs with its
-     default pacing: one budget probe goes alone first, and since this emulator sends no X-App-Usage the
-     budget is "unmetered" from then on.
+     stored. Poll runs twice: cold, from a fresh home, whose first request goes alone to learn the app's
+     budget (one round trip), and warm, from a home whose moderation knows it already (made once by a
+     `motion-meta fetch` of one customer), as every cycle after an instance's first. Each of --runs runs
+     gets a fresh emulator, shared by the three (`POST /__reset` between them; which goes first rotates).
+     The emulator answers after --latency-s ± --latency-jitter-s, as Meta takes 100-500 ms. Medians of
+     customers/s, the ratios poll / plain, and CPU seconds per 1,000 customers (user + system: the poll
+     process's, start-up included, and the benchmark process's while the plain client runs). Target
+     ≥ 0.95: moderation, credentials and storage cost at most 5 %; with --latency-s 0 (a CPU race) ≥ 0.6.
   2. Peak RSS of one `poll --once` over --customers and over --big customers. Target: sub-linear growth,
      under 150 MB at 10,000. Up to 2,000 customers the tokens are stored with `put_secret`; above that
      the secrets file is written directly in LocalSecretsStore's format (each `put_secret` rewrites the
@@ -75,9 +77,10 @@ import json, resource, subprocess, sys, time
 start = time.perf_counter()
 returncode = subprocess.call(sys.argv[2:])
 wall_s = time.perf_counter() - start
-maxrss_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+usage = resource.getrusage(resource.RUSAGE_CHILDREN)
 with open(sys.argv[1], "w", encoding="utf-8") as out:
-    json.dump({"returncode": returncode, "wall_s": wall_s, "maxrss_kb": maxrss_kb}, out)
+    cpu_s = usage.ru_utime + usage.ru_stime
+    json.dump({"returncode": returncode, "wall_s": wall_s, "maxrss_kb": usage.ru_maxrss, "cpu_s": cpu_s}, out)
 """
 """Runs one command, then writes its exit code, wall time and peak RSS (KB on Linux) to argv[1]."""
 
@@ -90,6 +93,8 @@ class PollRun:
     returncode: int | None
     wall_s: float
     maxrss_kb: int
+    cpu_s: float
+    """User + system CPU of the whole process, start-up included."""
     report: dict[str, Any] | None
     emulator: dict[str, Any]
     notes: list[str] = field(default_factory=list)
@@ -111,6 +116,8 @@ class PlainRun:
     seconds: float
     ok: int
     emulator: dict[str, Any]
+    cpu_s: float
+    """CPU of this (otherwise idle) benchmark process while the plain client ran."""
 
 
 @dataclass
@@ -207,6 +214,7 @@ def _poll_once(home: Path, url: str, work: Path, label: str, customers: int, arg
         returncode=None if measured is None else int(measured["returncode"]),
         wall_s=float("nan") if measured is None else float(measured["wall_s"]),
         maxrss_kb=0 if measured is None else int(measured["maxrss_kb"]),
+        cpu_s=float("nan") if measured is None else float(measured["cpu_s"]),
         report=reports[0] if len(reports) == 1 else None,
         emulator=emulator_stats(url),
     )
@@ -236,7 +244,7 @@ def _poll_once(home: Path, url: str, work: Path, label: str, customers: int, arg
 def _plain(url: str, customers: int, concurrency: int) -> PlainRun:
     """The same calls from a pooled requests.Session and a thread pool; nothing stored."""
     tokens = [_token(n) for n in range(customers)]
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     with requests.Session() as session:
         session.mount("http://", HTTPAdapter(pool_connections=1, pool_maxsize=concurrency))
 
@@ -254,8 +262,25 @@ def _plain(url: str, customers: int, concurrency: int) -> PlainRun:
 
         with ThreadPoolExecutor(max_workers=concurrency) as pool:
             ok = sum(pool.map(one, tokens))
-    seconds = time.perf_counter() - start
-    return PlainRun(customers, seconds, ok, emulator_stats(url))
+    seconds, cpu_s = time.perf_counter() - start, time.process_time() - cpu_start
+    return PlainRun(customers, seconds, ok, emulator_stats(url), cpu_s)
+
+
+def _warm(template: Seeded, work: Path) -> Seeded:
+    """A copy of `template` whose moderation already knows the app's budget, as every cycle after an instance's
+    first does: one `motion-meta fetch` of the first customer, against an emulator of its own."""
+    home = work / "template-warm"
+    shutil.copytree(template.path, home)
+    emulator, url = start_emulator(work, "emulator-warm", "--accept-any-token")
+    try:
+        env = clean_env(MOTION_META_HOME=str(home), META_GRAPH_URL=url)
+        command = [sys.executable, "-m", "motion_meta_cli", "fetch", "--customer", _name(0)]
+        done = subprocess.run(command, env=env, cwd=work, capture_output=True, timeout=60, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"warming the home failed (exit {done.returncode}):\n{tail(done.stderr.decode())}")
+    finally:
+        kill(emulator)
+    return Seeded(home, template.customers, template.seconds, template.how)
 
 
 def _throughput(template: Seeded, work: Path, args: argparse.Namespace) -> None:
@@ -265,59 +290,77 @@ def _throughput(template: Seeded, work: Path, args: argparse.Namespace) -> None:
         f"{args.latency_s:g} ± {args.latency_jitter_s:g} s ({args.runs} runs)"
     )
     target = RATIO_TARGET if args.latency_s > 0 else RATIO_TARGET_NO_LATENCY
-    pairs: list[tuple[PollRun, PlainRun]] = []
+    warm = _warm(template, work)
+    runs: list[tuple[str, PollRun, PollRun, PlainRun]] = []
     for index in range(args.runs):
         latency = ["--latency-s", str(args.latency_s), "--latency-jitter-s", str(args.latency_jitter_s)]
         emulator, url = start_emulator(work, f"emulator-t{index}", "--accept-any-token", *latency)
         try:
-            home = _fresh_home(template, work, f"t{index}")
-            if index % 2 == 0:
-                poll_run = _poll_once(home, url, work, f"poll-t{index}", n, args)
+            order = ["cold", "warm", "plain"][index % 3 :] + ["cold", "warm", "plain"][: index % 3]
+            done: dict[str, Any] = {}
+            for which in order:
                 emulator_reset(url)
-                plain_run = _plain(url, n, c)
-            else:
-                plain_run = _plain(url, n, c)
-                emulator_reset(url)
-                poll_run = _poll_once(home, url, work, f"poll-t{index}", n, args)
-            pairs.append((poll_run, plain_run))
+                if which == "plain":
+                    done[which] = _plain(url, n, c)
+                else:
+                    home = _fresh_home(template if which == "cold" else warm, work, f"{which}-t{index}")
+                    done[which] = _poll_once(home, url, work, f"poll-{which}-t{index}", n, args)
+            runs.append((order[0], done["cold"], done["warm"], done["plain"]))
         finally:
             kill(emulator)
     print(
-        f"   {'run':<5}{'first':<7}{'poll cycle':>18}{'poll wall':>18}{'plain':>18}"
-        f"{'poll/plain':>12}{'wall/plain':>12}{'poll RSS':>10}"
+        f"   {'run':<5}{'first':<7}{'poll cold':>18}{'poll warm':>18}{'plain':>18}"
+        f"{'cold/plain':>12}{'warm/plain':>12}{'wall/plain':>12}{'poll RSS':>10}"
     )
-    for index, (p, q) in enumerate(pairs):
-        poll_rate, wall_rate, plain_rate = n / p.cycle_s, n / p.wall_s, n / q.seconds
+    for index, (first, cold, hot, q) in enumerate(runs):
+        cold_rate, warm_rate, plain_rate = n / cold.cycle_s, n / hot.cycle_s, n / q.seconds
         print(
-            f"   {index + 1:<5}{'poll' if index % 2 == 0 else 'plain':<7}"
-            f"{p.cycle_s:>7.2f} s {poll_rate:>6.0f}/s{p.wall_s:>7.2f} s {wall_rate:>6.0f}/s"
-            f"{q.seconds:>7.2f} s {plain_rate:>6.0f}/s{poll_rate / plain_rate:>12.2f}{wall_rate / plain_rate:>12.2f}"
-            f"{p.rss_mb:>7.0f} MB"
+            f"   {index + 1:<5}{first:<7}"
+            f"{cold.cycle_s:>7.2f} s {cold_rate:>6.0f}/s{hot.cycle_s:>7.2f} s {warm_rate:>6.0f}/s"
+            f"{q.seconds:>7.2f} s {plain_rate:>6.0f}/s{cold_rate / plain_rate:>12.2f}{warm_rate / plain_rate:>12.2f}"
+            f"{n / cold.wall_s / plain_rate:>12.2f}{cold.rss_mb:>7.0f} MB"
         )
-    poll_med = statistics.median(n / p.cycle_s for p, _ in pairs)
-    wall_med = statistics.median(n / p.wall_s for p, _ in pairs)
-    plain_med = statistics.median(n / q.seconds for _, q in pairs)
-    ratio = poll_med / plain_med
+    cold_med = statistics.median(n / cold.cycle_s for _, cold, _, _ in runs)
+    warm_med = statistics.median(n / hot.cycle_s for _, _, hot, _ in runs)
+    wall_med = statistics.median(n / cold.wall_s for _, cold, _, _ in runs)
+    plain_med = statistics.median(n / q.seconds for *_, q in runs)
     print(
-        f"   {'median':<12}{'':>9}{poll_med:>6.0f}/s{'':>10}{wall_med:>6.0f}/s{'':>10}{plain_med:>6.0f}/s"
-        f"{ratio:>12.2f}{wall_med / plain_med:>12.2f}"
+        f"   {'median':<12}{'':>9}{cold_med:>6.0f}/s{'':>10}{warm_med:>6.0f}/s{'':>10}{plain_med:>6.0f}/s"
+        f"{cold_med / plain_med:>12.2f}{warm_med / plain_med:>12.2f}{wall_med / plain_med:>12.2f}"
     )
-    print(f"   target poll/plain (cycle, medians) ≥ {target}: {ratio:.2f}  {'ok' if ratio >= target else 'MISSED'}")
-    print("   emulator saw (requests, 200s, peak concurrency, X-App-Usage limit):")
-    for index, (p, q) in enumerate(pairs):
+    per_k = 1000 / n
+    cpu = {
+        "cold": statistics.median(cold.cpu_s for _, cold, _, _ in runs) * per_k,
+        "warm": statistics.median(hot.cpu_s for _, _, hot, _ in runs) * per_k,
+        "plain": statistics.median(q.cpu_s for *_, q in runs) * per_k,
+    }
+    print(
+        "   CPU seconds per 1,000 customers (medians; poll's include its start-up): "
+        + ", ".join(f"{label} {seconds:.2f} s" for label, seconds in cpu.items())
+    )
+    for label, rate in (("cold", cold_med), ("warm", warm_med)):
+        ratio = rate / plain_med
+        verdict = "ok" if ratio >= target else "MISSED"
+        print(f"   target {label}/plain (cycle, medians) ≥ {target}: {ratio:.2f}  {verdict}")
+    print("   emulator saw (requests, 200s, peak concurrency):")
+    for index, (_, cold, hot, q) in enumerate(runs):
+        seen = [(label, run.emulator) for label, run in (("cold", cold), ("warm", hot))] + [("plain", q.emulator)]
         print(
-            f"     run {index + 1}: poll {p.emulator['requests']}, {p.emulator['by_status'].get('200', 0)}, "
-            f"peak {p.emulator['peak_concurrency']}; plain {q.emulator['requests']}, "
-            f"{q.emulator['by_status'].get('200', 0)}, peak {q.emulator['peak_concurrency']}; "
-            f"app_limit {p.emulator['app_limit']}"
+            f"     run {index + 1}: "
+            + "; ".join(
+                f"{label} {e['requests']}, {e['by_status'].get('200', 0)}, peak {e['peak_concurrency']}"
+                for label, e in seen
+            )
         )
         if q.ok != n:
             print(f"       plain: {q.ok}/{n} answered 200 with a user")
-        for note in p.notes:
-            print(f"       poll: {note}")
+        for label, run in (("cold", cold), ("warm", hot)):
+            for note in run.notes:
+                print(f"       poll {label}: {note}")
     print(
-        "   poll runs with pacing on (its default): one budget probe goes alone first; this emulator sends no\n"
-        "   X-App-Usage without a limit, so the budget is then 'unmetered' and nothing else is paced."
+        "   poll runs with pacing on (its default). Cold: a fresh home, whose first request goes alone to learn\n"
+        "   the app's budget (this emulator sends no X-App-Usage, so it is then 'unmetered'). Warm: the budget\n"
+        "   is known, as in every cycle after an instance's first (it lasts ten windows)."
     )
 
 

@@ -8,54 +8,56 @@ released while Redis is away stays in Redis until its lease (one attempt) runs o
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from motion_meta_cli.errors import BackendUnavailableError
 from motion_meta_cli.moderation.rules import Limit
-from motion_meta_cli.moderation.state import Admission, Change, LocalState, ModerationState, Record
+from motion_meta_cli.moderation.state import Admission as Admitted
+from motion_meta_cli.moderation.state import Change, LocalState, ModerationState, Record
+from motion_meta_cli.storage.breaker import Admission, CircuitBreaker
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-RETRY_SHARED_S = 2.0
-"""While the shared state is away, how often to try it again."""
-
 
 class FailSafeState:
-    """`ModerationState` over a shared one, falling back to a `LocalState` while it is unreachable."""
+    """`ModerationState` over a shared one, falling back to a `LocalState` while it is unreachable.
+
+    A circuit breaker decides: once the shared state fails to answer, every call goes in-process at once,
+    and one call at a time (every RETRY_S) tries the shared state again, so a backend that hangs until its
+    timeout costs that one call, not every thread's.
+    """
 
     def __init__(self, shared: ModerationState, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.shared = shared
         self.fallback = LocalState(time.time)
-        self._clock = clock
-        self._retry_at: float | None = None
-        self._lock = threading.Lock()
+        self._breaker = CircuitBreaker(clock)
 
     @property
     def degraded(self) -> bool:
         """True while moderating in-process only."""
-        return self._retry_at is not None
+        return not self._breaker.closed
 
     def _call(self, operation: Callable[[ModerationState], T]) -> T:
-        with self._lock:
-            retry_at = self._retry_at
-        if retry_at is not None and self._clock() < retry_at:
+        admission = self._breaker.admit()
+        if admission is None:
             return operation(self.fallback)
         try:
             result = operation(self.shared)
         except BackendUnavailableError as exc:
-            with self._lock:
-                first, self._retry_at = self._retry_at is None, self._clock() + RETRY_SHARED_S
+            first = self._breaker.closed
+            self._breaker.failed(admission)
             if first:
                 log.warning("%s; moderating in this process only until it answers again", exc)
             return operation(self.fallback)
-        if retry_at is not None:
-            with self._lock:
-                self._retry_at = None
+        except BaseException:
+            self._breaker.abandoned(admission)
+            raise
+        if admission is Admission.TRIAL:
+            self._breaker.succeeded(admission)
             log.warning("the moderation state answers again; moderation is shared again")
         return result
 
@@ -67,7 +69,7 @@ class FailSafeState:
         """See `ModerationState`."""
         return self._call(lambda state: state.update(key, change))
 
-    def admit(self, limits: Sequence[Limit], window_ms: int, margin_ms: int) -> Admission:
+    def admit(self, limits: Sequence[Limit], window_ms: int, margin_ms: int) -> Admitted:
         """See `ModerationState`."""
         return self._call(lambda state: state.admit(limits, window_ms, margin_ms))
 

@@ -13,6 +13,7 @@ The rules are `rules.py`'s; this module only sequences them, reads and writes th
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random as _random
 import threading
@@ -32,6 +33,8 @@ log = logging.getLogger(__name__)
 
 KEEP_ALIVE_S = 1.0
 """While a request that holds a slot waits, it wakes this often to renew the slot."""
+PROBE_STEP_S = 0.01
+"""A request waiting on a probe checks this often whether a probe of its own process ended."""
 
 
 @dataclass
@@ -89,7 +92,12 @@ class Moderator:
         self._clock = clock
         self._random = random
         self._gate = threading.Lock()
-        """One thread per process admits at a time; the others queue here instead of all waking at once."""
+        """Where requests held by a budget queue, so that one thread per process waits on it at a time."""
+        self._paced = 0
+        """Requests in or queued at the gate: while there are any, newcomers queue too."""
+        self._gate_count = threading.Lock()
+        self._probes_ended = 0
+        """Counts the probes of this process that ended: a request waiting on a probe looks again at once."""
 
     def acquire(
         self,
@@ -107,11 +115,12 @@ class Moderator:
         # Answers count from MARGIN_PCT inside Meta's window: the send logs' window is the longer, guarded one.
         margin_ms = window_ms - int(handling.window_s * 1000 * (1 - rules.MARGIN_PCT / 100))
         self.stats.add(waiting=1)
+        paced = False
         try:
             while True:
-                # Holds are read and the send logs admitted under the gate, so a request queued behind others
-                # sees a throttle they met; waits happen outside it, except the budget's (the log is shared).
-                with self._gate:
+                # A request the budget has held once admits under the gate, one thread per process at a time
+                # (and so does any that arrives while one waits there), instead of all polling the send log.
+                with self._gate if paced or self._paced else contextlib.nullcontext():
                     now, scopes, named = self._scopes(customer, handling)
                     block = rules.blocker(scopes, now, handling, probes)
                     if block is None:
@@ -122,6 +131,11 @@ class Moderator:
                         if admitted.wait_ms <= 0:
                             break
                         self._end_probes(probes, holder)  # a probe lives no longer than the attempt it stands for
+                        if not paced:
+                            paced = True
+                            with self._gate_count:
+                                self._paced += 1
+                            continue
                         binding = ", ".join(rule.log for rule in limits if rule.limit is not None) or APP
                         self._wait(Wait(binding, admitted.wait_ms, "budget"), handling, start, budget_s, keep_alive)
                         continue
@@ -141,6 +155,9 @@ class Moderator:
             raise
         finally:
             self.stats.add(waiting=-1)
+            if paced:
+                with self._gate_count:
+                    self._paced -= 1
 
     def answered(self, ticket: Ticket, usage: Usage, handling: ThrottleHandling) -> None:
         """An answer that was no throttle (a success or another error): end strikes, recovery and probes,
@@ -167,6 +184,8 @@ class Moderator:
             # Most answers change nothing: judge from the scope as read at admission, write only if it moves.
             if change(seen, ticket.sent_ms) != seen:
                 self._change(name, change)
+        if ticket.probes:
+            self._probes_ended += 1
         ticket.probes.clear()
 
     def throttled(
@@ -190,6 +209,8 @@ class Moderator:
             return updated
 
         self._change(scope, change)
+        if scope in ticket.probes:
+            self._probes_ended += 1
         ticket.probes.discard(scope)
         pause = pauses[-1]
         if not scope.startswith(("app", "user:")):
@@ -309,6 +330,8 @@ class Moderator:
     def _end_probes(self, probes: set[str], holder: str) -> None:
         for scope in list(probes):
             self._change(scope, lambda s, now: rules.end_probe(s, holder))
+        if probes:
+            self._probes_ended += 1
         probes.clear()
 
     def _wait(
@@ -320,17 +343,19 @@ class Moderator:
         keep_alive: Callable[[], None] | None,
     ) -> None:
         seconds = wait.ms / 1000
-        if wait.why == "probe":  # the probe may answer any moment: look again soon
+        if wait.why == "probe":  # the probe may answer any moment: look again soon, at once if it was ours
             seconds = min(seconds, max(min(handling.window_s / 40, 0.1), 0.01))
         if self._clock() - start + seconds > budget_s:
             raise ThrottledError(_gave_up(wait), scope=wait.scope, retry_after_s=wait.ms / 1000)
-        step = min(seconds, KEEP_ALIVE_S) if keep_alive is not None else seconds
-        while seconds > 0:
+        step = PROBE_STEP_S if wait.why == "probe" else KEEP_ALIVE_S if keep_alive is not None else seconds
+        ended = self._probes_ended
+        while seconds > 0 and (wait.why != "probe" or self._probes_ended == ended):
             if keep_alive is not None:
                 keep_alive()
-            self._sleep(min(step, seconds))
-            self.stats.add(paused_s=min(step, seconds))
-            seconds -= step
+            nap = min(step, seconds)
+            self._sleep(nap)
+            self.stats.add(paused_s=nap)
+            seconds -= nap
 
 
 def _gave_up(wait: Wait) -> str:

@@ -172,6 +172,8 @@ class SQLiteDatabase:
         self._local = threading.local()
 
     def _migrate(self) -> None:
+        if self._migrated():
+            return  # nothing to write: a file another process holds locked is still usable for reading
         with self.transaction() as conn:
             conn.execute(
                 "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)"
@@ -184,6 +186,14 @@ class SQLiteDatabase:
                     conn.execute(statement)
                 conn.execute("INSERT INTO schema_migrations VALUES (?, ?)", (version, time.time()))
                 self.created = self.created or version == 1
+
+    def _migrated(self) -> bool:
+        with self._errors():
+            conn = self.connection()
+            if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'schema_migrations'").fetchall():
+                return False
+            done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+        return done >= set(range(1, len(self._migrations) + 1))
 
 
 def _statements(script: str) -> Iterator[str]:

@@ -64,11 +64,19 @@ def _env(url: str, home: Path, **extra: str) -> dict[str, str]:
     }
 
 
+def _as_from_a_shell() -> None:
+    # The child starts with SIGINT at its default and unblocked, as from a terminal, whatever the test
+    # process did to its own (in the full suite the victim once inherited a SIGINT it never saw).
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 def _fetch(env: dict[str, str], cwd: Path) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "motion_meta_cli", "fetch", "--json"],
+        preexec_fn=_as_from_a_shell,
         cwd=cwd,
-        env={**os.environ, **env},
+        env={**os.environ, "PYTHONFAULTHANDLER": "1", **env},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -81,7 +89,14 @@ def test_ctrl_c_during_the_first_fetch_locks_nobody_out(tmp_path: Path, graph: t
     victim = _fetch(env, tmp_path)
     assert server.first_arrived.wait(30), "the first fetch never sent its request"
     victim.send_signal(signal.SIGINT)
-    _, err = victim.communicate(timeout=30)
+    try:
+        _, err = victim.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        victim.send_signal(signal.SIGABRT)  # PYTHONFAULTHANDLER: every thread's stack, on stderr
+        _, err = victim.communicate(timeout=30)
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+        parent = f"parent's SIGINT handler {signal.getsignal(signal.SIGINT)!r}, mask {mask}"
+        pytest.fail(f"the interrupted fetch did not exit within 30 s ({parent}):\n{err}")
     assert victim.returncode == 130, err
     start = time.monotonic()
     after = run_cli("fetch", "--json", cwd=tmp_path, env=env, timeout=30)

@@ -3,6 +3,7 @@ runs on each of them."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Iterator
@@ -83,6 +84,48 @@ def test_concurrent_updates_lose_nothing(state: ModerationState) -> None:
     assert state.read(["counter"])[1]["counter"]["n"] == 200
 
 
+def test_a_change_that_fails_fails_alone(state: ModerationState) -> None:
+    def bump(record: Record | None, now: int) -> Record:
+        return {"n": (record or {"n": 0})["n"] + 1, "expires_ms": now + 60_000}
+
+    def broken(record: Record | None, now: int) -> Record:
+        raise ValueError("a bug in one change")
+
+    errors: list[BaseException] = []
+
+    def worker(n: int) -> None:
+        for _ in range(10):
+            try:
+                state.update("counter", broken if n % 4 == 0 else bump)
+            except ValueError as exc:
+                errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(errors) == 40, "each broken change raised to its own caller"
+    assert state.read(["counter"])[1]["counter"]["n"] == 120, "every other change was applied"
+
+
+def test_concurrent_admissions_never_exceed_the_limit(state: ModerationState) -> None:
+    rule = Limit("app", 20, 0, 0)
+    admitted: list[int] = []
+
+    def worker() -> None:
+        for _ in range(4):
+            if state.admit([rule], 60_000, 0).wait_ms <= 0:
+                admitted.append(1)
+
+    threads = [threading.Thread(target=worker) for _ in range(32)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(admitted) == 20
+
+
 def test_a_send_log_admits_up_to_its_limit_per_window(state: ModerationState) -> None:
     rule = Limit("app", 3, 0, 0)
     first = state.admit([rule], WINDOW_MS, 0)
@@ -141,3 +184,47 @@ def test_failsafe_moderates_in_process_while_the_shared_state_is_away(caplog: py
     assert failsafe.admit([Limit("app", 1, 0, 0)], WINDOW_MS, 0).wait_ms == 0
     assert failsafe.admit([Limit("app", 1, 0, 0)], WINDOW_MS, 0).wait_ms > 0
     assert sum("moderating in this process only" in r.message for r in caplog.records) == 1
+
+
+def test_sqlite_writes_queued_behind_an_interrupted_transaction_still_land(tmp_path: Path) -> None:
+    """Writes of threads that queue while one transaction runs share the next one; when that transaction is
+    interrupted (Ctrl-C lands in whichever thread runs it), the others are written all the same."""
+    state = SQLiteState(tmp_path / "cache.moderation.db")
+    real = state._db.transaction
+    interrupted = threading.Event()
+
+    @contextlib.contextmanager
+    def once_interrupted() -> Iterator[object]:
+        if not interrupted.is_set():
+            interrupted.set()
+            raise KeyboardInterrupt
+        with real() as conn:
+            yield conn
+
+    def bump(record: Record | None, now: int) -> Record:
+        return {"n": (record or {"n": 0})["n"] + 1, "expires_ms": now + 60_000}
+
+    outcomes: list[str] = []
+
+    def worker() -> None:
+        try:
+            state.update("counter", bump)
+            outcomes.append("stored")
+        except KeyboardInterrupt:
+            outcomes.append("interrupted")
+
+    state._db.transaction = once_interrupted  # type: ignore[method-assign]
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    with state._leader:  # hold the transaction slot until every write has queued
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 10
+        while len(state._queue) < 4 and time.monotonic() < deadline:
+            time.sleep(0.001)
+        assert len(state._queue) == 4
+    for thread in threads:
+        thread.join()
+    state._db.transaction = real  # type: ignore[method-assign]
+    assert sorted(outcomes) == ["interrupted", "stored", "stored", "stored"]
+    assert state.read(["counter"])[1]["counter"]["n"] == 3, "the interrupted thread's write alone was dropped"
+    state.close()

@@ -157,3 +157,21 @@ def test_sqlite_files_that_cannot_be_written_end_poll_with_one_line_not_a_traceb
             if run.exit_code == 8:
                 errors = [line for line in run.stderr.splitlines() if line.startswith("error:")]
                 assert len(errors) == 1 and "locked" in errors[0], (name, run.stderr)
+
+
+def test_a_locked_moderation_file_moves_moderation_in_process_and_the_cycle_fetches_all() -> None:
+    runner = CliRunner()
+    with emulator_process("--accept-any-token") as url:
+        env = {"META_GRAPH_URL": url, "META_ACCESS_TOKEN": "EAAsqlitelockedmoderation00"}
+        assert runner.invoke(cli, ["moderation", "show"], env=env).exit_code == 0  # creates the file
+        path = Path(os.environ["MOTION_META_HOME"]) / "cache.moderation.db"
+        holder = sqlite3.connect(path, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")  # held by "another process" for the whole run
+        try:
+            run = runner.invoke(cli, ["poll", "--once", "--json"], env=env)
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+    assert run.exit_code == 0, run.output
+    assert json.loads(run.stdout)["fetched"] == 1
+    assert "moderating in this process only" in run.stderr

@@ -32,7 +32,7 @@ def cli() -> Iterator[Invoke]:
     logger.handlers[:], logger.level, logger.propagate = saved
 
 
-def test_a_store_locked_by_another_process_exits_8_with_one_line(
+def test_a_store_locked_by_another_process_still_reads_and_a_write_exits_8_with_one_line(
     cli: Invoke, home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(sqlite, "BUSY_TIMEOUT_S", 0.05)
@@ -40,17 +40,19 @@ def test_a_store_locked_by_another_process_exits_8_with_one_line(
     other = sqlite3.connect(home / "store.db", isolation_level=None)
     other.execute("BEGIN IMMEDIATE")
     try:
-        run = cli("customers", "list")
+        listed = cli("customers", "list")
+        run = cli("customers", "add", "acme")
     finally:
         other.execute("ROLLBACK")
         other.close()
+    assert listed.exit_code == 0, "a read goes on beside another process's write (WAL)"
     assert run.exit_code == 8
     assert run.stderr.splitlines() == [
         f"error: the SQLite file {home / 'store.db'} is locked by another process (waited 0.05 s); "
         "try again once that process is done"
     ]
     assert "Traceback" not in run.output
-    assert cli("customers", "list").exit_code == 0, "the same command works once the lock is gone"
+    assert cli("customers", "add", "acme").exit_code == 0, "the same command works once the lock is gone"
 
 
 def test_a_store_that_is_not_a_database_exits_3_saying_how_to_recover(cli: Invoke, home: Path) -> None:

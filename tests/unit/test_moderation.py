@@ -128,6 +128,23 @@ def test_the_first_paced_request_learns_the_budget_alone() -> None:
     assert second.probes == set(), "the budget is known: no probe"
 
 
+def test_a_request_waiting_on_a_probe_of_its_own_process_goes_as_soon_as_it_answers() -> None:
+    clock = Clock()
+    moderator = _moderator(clock)
+    first = moderator.acquire("acme", HOUR, budget_s=10, probe_ttl_ms=TTL)
+    real_sleep = clock.sleep
+
+    def sleep(seconds: float) -> None:  # the probe's answer arrives during the first nap
+        real_sleep(seconds)
+        if len(clock.sleeps) == 1:
+            moderator.answered(first, USAGE, HOUR)
+
+    moderator._sleep = sleep
+    second = moderator.acquire("globex", HOUR, budget_s=10, probe_ttl_ms=TTL)
+    assert second.probes == set()
+    assert clock.sleeps == [0.01], "woken after one short nap, not after the probe's 0.1 s poll of the state"
+
+
 def test_a_probe_interrupted_by_anything_goes_back() -> None:
     clock = Clock()
     moderator = _moderator(clock)

@@ -60,9 +60,22 @@ def test_a_write_blocked_past_the_busy_timeout_is_a_backend_error_and_reads_go_o
     assert cache.get("marker") == "v3"
 
 
-def test_opening_a_store_locked_by_another_process_is_a_backend_error(tmp_path: Path) -> None:
+def test_a_store_locked_by_another_process_opens_and_reads_and_a_write_is_a_backend_error(tmp_path: Path) -> None:
     path = tmp_path / "store.db"
-    SQLiteCustomerStore(path).close()
+    seeded = SQLiteCustomerStore(path)
+    seeded.add_customer("acme")
+    seeded.close()
+    with write_lock_held(path):
+        store = SQLiteCustomerStore(path, busy_timeout_s=QUICK_S)  # migrated already: opening writes nothing
+        assert "acme" in [c.name for c in store.list_customers()]
+        with pytest.raises(BackendUnavailableError, match=r"store\.db is locked by another"):
+            store.add_customer("globex")
+        store.close()
+
+
+def test_creating_a_store_another_process_holds_locked_is_a_backend_error(tmp_path: Path) -> None:
+    path = tmp_path / "store.db"
+    sqlite3.connect(path).close()  # an empty file, not yet migrated
     with write_lock_held(path), pytest.raises(BackendUnavailableError, match=r"store\.db is locked by another"):
         SQLiteCustomerStore(path, busy_timeout_s=QUICK_S)
 
