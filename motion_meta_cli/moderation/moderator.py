@@ -92,8 +92,8 @@ class Moderator:
         self._clock = clock
         self._random = random
         self._gate = threading.Lock()
-        """Where requests held by a budget queue, so that one thread per process waits on it at a time."""
-        self._paced = 0
+        """Where requests queue to admit one at a time per process (see `acquire`)."""
+        self._queued = 0
         """Requests in or queued at the gate: while there are any, newcomers queue too."""
         self._gate_count = threading.Lock()
         self._probes_ended = 0
@@ -115,13 +115,18 @@ class Moderator:
         # Answers count from MARGIN_PCT inside Meta's window: the send logs' window is the longer, guarded one.
         margin_ms = window_ms - int(handling.window_s * 1000 * (1 - rules.MARGIN_PCT / 100))
         self.stats.add(waiting=1)
-        paced = False
+        gated = False
         try:
             while True:
-                # A request the budget has held once admits under the gate, one thread per process at a time
-                # (and so does any that arrives while one waits there), instead of all polling the send log.
-                with self._gate if paced or self._paced else contextlib.nullcontext():
+                # Requests queue at the gate, one thread per process admitting at a time, while a scope they carry
+                # has no budget learned yet (so that the first answers, or a throttle, are seen before the next
+                # one leaves), once a budget has held them (instead of all polling the send log), and while
+                # others queue there; the rest pass straight through.
+                with self._gate if gated else contextlib.nullcontext():
                     now, scopes, named = self._scopes(customer, handling)
+                    if not gated and (self._queued or rules.unlearned(scopes, now)):
+                        gated = self._queue_at_gate()
+                        continue
                     block = rules.blocker(scopes, now, handling, probes)
                     if block is None:
                         metered = [name for name in scopes if rules.is_metered(name)]
@@ -131,10 +136,8 @@ class Moderator:
                         if admitted.wait_ms <= 0:
                             break
                         self._end_probes(probes, holder)  # a probe lives no longer than the attempt it stands for
-                        if not paced:
-                            paced = True
-                            with self._gate_count:
-                                self._paced += 1
+                        if not gated:
+                            gated = self._queue_at_gate()
                             continue
                         binding = ", ".join(rule.log for rule in limits if rule.limit is not None) or APP
                         self._wait(Wait(binding, admitted.wait_ms, "budget"), handling, start, budget_s, keep_alive)
@@ -155,9 +158,14 @@ class Moderator:
             raise
         finally:
             self.stats.add(waiting=-1)
-            if paced:
+            if gated:
                 with self._gate_count:
-                    self._paced -= 1
+                    self._queued -= 1
+
+    def _queue_at_gate(self) -> bool:
+        with self._gate_count:
+            self._queued += 1
+        return True
 
     def answered(self, ticket: Ticket, usage: Usage, handling: ThrottleHandling) -> None:
         """An answer that was no throttle (a success or another error): end strikes, recovery and probes,

@@ -165,6 +165,12 @@ def is_metered(name: str) -> bool:
     return name == APP or name.startswith("buc:")
 
 
+def unlearned(scopes: dict[str, Scope], now: int) -> bool:
+    """True while a metered scope among `scopes` has no budget learned (nor known to be unmetered): until its
+    first answers come back, nothing says how many requests it takes."""
+    return any(is_metered(name) and scope.budget_until_ms <= now for name, scope in scopes.items())
+
+
 def estimate_budget(sends: int, usage_pct: float) -> int | None:
     """Calls per window, from `sends` of ours that a reading counted and the percentage it reported.
 
