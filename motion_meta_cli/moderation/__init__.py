@@ -11,7 +11,9 @@ What a reader must hold, in the order a request meets them:
 6. **recovery and probe**: after a cooldown without an ETA, one request (a lease of one attempt) goes
    first; the others wait for its answer. Pacing starts the same way, with the app's budget probe.
 7. **budget**: calls per window learned from usage percentages (coarse below 50 %, then precise).
-8. **send log**: when our requests left, per metered scope; it admits while under the budget.
+8. **send log**: when our requests left, per metered scope; it admits while under the budget. A
+   process admits one request at a time (its gate) while reacting only, while a budget is unknown,
+   and for requests the log has held; otherwise side by side.
 9. **limited**: throttled lately, so the budget binds even with pacing off.
 10. **slot**: one of a customer's requests in flight, a lease of one attempt (`slots.py`).
 11. **ticket**: one admitted attempt; it gives back what it holds however the attempt ends.

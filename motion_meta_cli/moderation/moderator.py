@@ -118,13 +118,12 @@ class Moderator:
         gated = False
         try:
             while True:
-                # Requests queue at the gate, one thread per process admitting at a time, while a scope they carry
-                # has no budget learned yet (so that the first answers, or a throttle, are seen before the next
-                # one leaves), once a budget has held them (instead of all polling the send log), and while
+                # Requests queue at the gate, one thread per process admitting at a time, when the rules say so
+                # (`one_at_a_time`), once a budget has held them (instead of all polling the send log), and while
                 # others queue there; the rest pass straight through.
                 with self._gate if gated else contextlib.nullcontext():
                     now, scopes, named = self._scopes(customer, handling)
-                    if not gated and (self._queued or rules.unlearned(scopes, now)):
+                    if not gated and (self._queued or rules.one_at_a_time(scopes, now, handling)):
                         gated = self._queue_at_gate()
                         continue
                     block = rules.blocker(scopes, now, handling, probes)

@@ -165,10 +165,14 @@ def is_metered(name: str) -> bool:
     return name == APP or name.startswith("buc:")
 
 
-def unlearned(scopes: dict[str, Scope], now: int) -> bool:
-    """True while a metered scope among `scopes` has no budget learned (nor known to be unmetered): until its
-    first answers come back, nothing says how many requests it takes."""
-    return any(is_metered(name) and scope.budget_until_ms <= now for name, scope in scopes.items())
+def one_at_a_time(scopes: dict[str, Scope], now: int, handling: ThrottleHandling) -> bool:
+    """Whether a process admits its requests on `scopes` one after the other, each seeing what the answers
+    before it taught: while reacting only (pacing off: a throttle is the only stop, so it must be seen
+    before the next send), and while a metered scope has no budget learned yet (nor known to be
+    unmetered). Otherwise the send logs pace them and they go through side by side."""
+    return not handling.pacing or any(
+        is_metered(name) and scope.budget_until_ms <= now for name, scope in scopes.items()
+    )
 
 
 def estimate_budget(sends: int, usage_pct: float) -> int | None:
