@@ -129,3 +129,49 @@ def test_poll_refuses_options_that_cannot_mean_what_they_say(cli: Invoke, args: 
     run = cli(*args)
     assert run.exit_code == 2, run.output
     assert message in run.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "start"),
+    [
+        (("fetch", "--bogus"), "error: No such option: --bogus (see `motion-meta fetch --help`)"),
+        (("poll", "--interval", "-1"), "error: Invalid value for '--interval'"),
+        (("nonsense",), "error: No such command 'nonsense'"),
+    ],
+)
+def test_a_usage_error_is_one_line_with_exit_2(cli: Invoke, args: tuple[str, ...], start: str) -> None:
+    run = cli(*args)
+    assert run.exit_code == 2
+    assert len(run.stderr.splitlines()) == 1, run.stderr
+    assert run.stderr.startswith(start), run.stderr
+
+
+def test_show_prints_the_stored_snapshot_and_history_also_after_a_removal(cli: Invoke, home: Path) -> None:
+    from datetime import UTC, datetime
+
+    from motion_meta_cli.errors import NetworkError
+    from motion_meta_cli.models import FetchResult, MetaUser
+
+    store = SQLiteCustomerStore(home / "store.db")
+    store.add_customer("acme")
+    first = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+    store.save_result(FetchResult(customer="acme", fetched_at=first, user=MetaUser(id="1", name="Ada")))
+    failed = FetchResult(customer="acme", fetched_at=first.replace(hour=13), error=NetworkError("timed out"))
+    store.save_result(failed)
+    store.close()
+
+    shown = cli("show", "--customer", "acme", "--json")
+    assert shown.exit_code == 0, shown.output
+    payload = json.loads(shown.stdout)
+    assert payload["status"] == "active"
+    assert payload["snapshot"]["user"]["name"] == "Ada"
+    assert [entry["ok"] for entry in payload["history"]] == [False, True], "newest first"
+    assert payload["history"][0]["error_kind"] == "network"
+    table = cli("show", "--customer", "acme")
+    assert "Ada" in table.stdout and "timed out" in table.stdout
+
+    assert cli("customers", "remove", "acme").exit_code == 0
+    removed = json.loads(cli("show", "--customer", "acme", "--json", "--history", "1").stdout)
+    assert removed["status"] == "removed" and len(removed["history"]) == 1
+    unknown = cli("show", "--customer", "ghost")
+    assert unknown.exit_code == 3 and "unknown customer 'ghost'" in unknown.stderr
