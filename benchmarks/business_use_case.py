@@ -33,7 +33,7 @@ import requests
 from _support import clean_env, emulator_stats, free_port, kill, naive_session, start_emulator, wait_for_port
 
 from motion_meta_cli.app import AppHandler
-from motion_meta_cli.config import DEMO_CUSTOMER, Settings
+from motion_meta_cli.config import Settings
 
 
 def _token(n: int) -> str:
@@ -42,7 +42,6 @@ def _token(n: int) -> str:
 
 def _seed(home: Path, customers: int) -> None:
     with AppHandler(Settings(motion_meta_home=home, _env_file=None)) as app:
-        app.store.remove_customer(DEMO_CUSTOMER)
         for n in range(customers):
             app.store.add_customer(f"b{n:04d}")
             app.secrets.put_secret(f"b{n:04d}", _token(n))

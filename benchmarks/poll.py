@@ -62,7 +62,7 @@ from _support import clean_env, emulator_reset, emulator_stats, free_port, kill,
 from requests.adapters import HTTPAdapter
 
 from motion_meta_cli.app import AppHandler
-from motion_meta_cli.config import DEMO_CUSTOMER, Settings
+from motion_meta_cli.config import Settings
 from motion_meta_cli.models import iso_utc, utc_now
 from motion_meta_cli.poller import LATE_SHARE
 from motion_meta_cli.storage.local_secrets import FILE_MODE, LocalSecretsStore
@@ -167,7 +167,6 @@ def _seed(path: Path, count: int) -> Seeded:
         store = app.secrets
         if not isinstance(store, LocalSecretsStore):
             raise RuntimeError(f"expected the local secrets store, got {type(store).__name__}")
-        app.store.remove_customer(DEMO_CUSTOMER)
         for n in range(count):
             app.store.add_customer(_name(n))
         if count <= PUT_SECRET_MAX:

@@ -10,6 +10,8 @@ Secrets Manager.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -23,13 +25,13 @@ from motion_meta_cli.backends import build_cache, build_moderation, build_secret
 from motion_meta_cli.config import DEMO_CUSTOMER, Settings
 from motion_meta_cli.credentials import CredentialsManager
 from motion_meta_cli.errors import MissingCredentialsError, UnknownCustomerError
-from motion_meta_cli.models import FetchResult
+from motion_meta_cli.models import Customer, FetchResult
 from motion_meta_cli.moderation.moderator import Moderator
 from motion_meta_cli.moderation.rules import probe_ttl_ms
 from motion_meta_cli.moderation.slots import CustomerSlots
 from motion_meta_cli.request_manager import MetaRequestManager
 from motion_meta_cli.service import CycleReport, MetaUserService
-from motion_meta_cli.storage.base import Cache, CustomerStore, SecretsStore
+from motion_meta_cli.storage.base import Cache, CustomerStore, SecretRecord, SecretsStore
 
 log = logging.getLogger(__name__)
 
@@ -125,16 +127,38 @@ class AppHandler:
 
     def fetch(self, customer: str, fields: Sequence[str] | None = None) -> FetchResult:
         """Fetch and store one customer (which must exist); the result carries any error."""
-        self.credentials  # noqa: B018 - seeds the demo customer before it is looked up
-        self.store.get_customer(customer)
+        self.require_customer(customer)
         return self.service.fetch_one(customer, normalize_fields(fields) if fields else None)
+
+    def require_customer(self, customer: str) -> Customer:
+        """The customer (the demo customer seeded first); UnknownCustomerError, with a hint for the demo one."""
+        self.credentials  # noqa: B018 - seeds the demo customer before it is looked up
+        try:
+            return self.store.get_customer(customer)
+        except UnknownCustomerError as exc:
+            if customer == DEMO_CUSTOMER and self.settings.meta_access_token is None:
+                raise UnknownCustomerError(
+                    f"{exc}; the demo customer is added once META_ACCESS_TOKEN is set (in the environment or .env), "
+                    "or name one of yours with --customer"
+                ) from None
+            raise
+
+    def customers(self) -> list[Customer]:
+        """The active customers, in name order (the demo customer seeded first when META_ACCESS_TOKEN is set)."""
+        self.credentials  # noqa: B018 - seeds the demo customer
+        return self.store.list_customers()
+
+    def remove_customer(self, name: str) -> None:
+        """Remove a customer (its snapshots and history stay); a seeded demo customer stays removed."""
+        self.credentials  # noqa: B018 - seeds first, so that the removal is what the store remembers
+        self.store.remove_customer(name)
 
     def handle_request(self, customers: Sequence[str] | None = None) -> CycleReport:
         """Fetch and store `customers` (default: every active customer) in one cycle (`MetaUserService.run_cycle`,
         without leases); the report holds one result per customer fetched or failed."""
-        self.credentials  # noqa: B018 - seeds the demo customer before customers are listed
+        self.credentials  # noqa: B018 - seeds the demo customer before customers are looked up
         if customers is None:
-            names = [c.name for c in self.store.list_customers()]
+            names = [c.name for c in self.customers()]
         else:
             names = [self.store.get_customer(name).name for name in customers]
         return self.service.run_cycle(names)
@@ -161,18 +185,65 @@ class AppHandler:
         self.close()
 
     def _seed_demo_customer(self, credentials: CredentialsManager) -> None:
-        # As in the original demo: META_ACCESS_TOKEN is the demo customer's token.
+        """META_ACCESS_TOKEN is the demo customer's token (`motion_test_user`), as in the original demo.
+
+        The customer is added the first time a token is seeded, and never again: a `customers remove`
+        stands. The environment's token is stored only when it differs from the one seeded last, and
+        never over a token set since with `credentials set`: that one wins. The store keeps a note of
+        what was seeded (a fingerprint of the token, never the token, and the secret's version)."""
         token = self.settings.meta_access_token
         if token is None:
             return
+        secret = token.get_secret_value()
+        fingerprint = hashlib.sha256(secret.encode()).hexdigest()[:16]
+        seeded = _parse_note(self.store.get_note(DEMO_SEED_NOTE))
+        current = self._demo_secret()
+        if seeded.get("fingerprint") == fingerprint and (current is not None or not self._demo_listed()):
+            return  # seeded already (a token set by hand since, or a removal, stands); a lost one is stored again
+        if not seeded:  # the first seed in this home (or one from before the note existed)
+            self.store.add_customer(DEMO_CUSTOMER)
+        elif not self._demo_listed():
+            self._note_seed(fingerprint, seeded.get("version"))  # removed since: it stays removed
+            return
+        elif current is not None and current.version != seeded.get("version"):
+            log.warning(
+                "META_ACCESS_TOKEN changed, but %s's token was set with `credentials set` since it was last "
+                "seeded; keeping that one",
+                DEMO_CUSTOMER,
+            )
+            self._note_seed(fingerprint, seeded.get("version"))
+            return
+        if current is not None and current.token.get_secret_value() == secret:
+            version = current.version
+        else:
+            version = credentials.set_token(DEMO_CUSTOMER, secret)
+            log.info("stored META_ACCESS_TOKEN as the credentials of %s", DEMO_CUSTOMER)
+        self._note_seed(fingerprint, version)
+
+    def _demo_secret(self) -> SecretRecord | None:
+        try:
+            return self.secrets.get_secret(DEMO_CUSTOMER)
+        except MissingCredentialsError:
+            return None
+
+    def _demo_listed(self) -> bool:
         try:
             self.store.get_customer(DEMO_CUSTOMER)
         except UnknownCustomerError:
-            self.store.add_customer(DEMO_CUSTOMER)
-        try:
-            current = self.secrets.get_secret(DEMO_CUSTOMER).token.get_secret_value()
-        except MissingCredentialsError:
-            current = None
-        if current != token.get_secret_value():
-            credentials.set_token(DEMO_CUSTOMER, token.get_secret_value())
-            log.info("stored META_ACCESS_TOKEN as the credentials of %s", DEMO_CUSTOMER)
+            return False
+        return True
+
+    def _note_seed(self, fingerprint: str, version: object) -> None:
+        self.store.set_note(DEMO_SEED_NOTE, json.dumps({"fingerprint": fingerprint, "version": version}))
+
+
+DEMO_SEED_NOTE = "demo_seed"
+"""The store note recording what META_ACCESS_TOKEN last seeded (see `AppHandler._seed_demo_customer`)."""
+
+
+def _parse_note(raw: str | None) -> dict[str, object]:
+    try:
+        note = json.loads(raw) if raw else {}
+    except ValueError:
+        return {}
+    return note if isinstance(note, dict) else {}

@@ -11,13 +11,16 @@ Nested values use `__` in variable names, for example `META_PLATFORM__RETRY__MAX
 
 from __future__ import annotations
 
+import io
 import json
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
+from dotenv.parser import parse_stream
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -28,7 +31,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from motion_meta_cli.errors import ConfigError
 from motion_meta_cli.meta import DEFAULT_THROTTLE_RULES, ThrottleRules, UsageHeaderNames
@@ -38,6 +41,13 @@ DEFAULT_GRAPH_URL = "https://graph.facebook.com"
 DEFAULT_API_VERSION = "v25.0"
 
 _FROZEN = ConfigDict(extra="forbid", frozen=True)
+
+HOUR_S, DAY_S, WEEK_S = 3600.0, 86400.0, 7 * 86400.0
+# Every duration is finite and bounded: an `inf` or `1e308` would pass `gt=0` and overflow later.
+Timeout = Annotated[float, Field(gt=0, le=HOUR_S, allow_inf_nan=False)]
+"""A network timeout or backoff: at most an hour."""
+Duration = Annotated[float, Field(gt=0, le=WEEK_S, allow_inf_nan=False)]
+"""A pause or window: at most a week."""
 _HEADERS = UsageHeaderNames()
 
 
@@ -93,22 +103,22 @@ class ThrottleHandling(BaseModel):
 
     model_config = _FROZEN
 
-    window_s: Annotated[float, Field(gt=0)] = 3600.0
+    window_s: Annotated[float, Field(gt=0, le=DAY_S, allow_inf_nan=False)] = 3600.0
     """Set from META_RATE_WINDOW_S."""
     pacing: bool = True
     """Pace requests from the usage headers before Meta throttles (`stress` turns it off unless --pacing)."""
-    usage_threshold_pct: Annotated[float, Field(gt=0, le=100)] = 80.0
+    usage_threshold_pct: Annotated[float, Field(gt=0, le=100, allow_inf_nan=False)] = 80.0
     """Share of the estimated budget above which requests on a scope are spaced at the sustainable rate."""
-    pause_floor_s: Annotated[float, Field(gt=0)] | None = None
+    pause_floor_s: Duration | None = None
     """First pause after a throttle without an ETA (default window/60: 60 s for Meta's hour)."""
-    pause_cap_s: Annotated[float, Field(gt=0)] | None = None
+    pause_cap_s: Duration | None = None
     """Longest pause without an ETA; consecutive throttles double it up to this (default window/4)."""
-    pause_max_s: Annotated[float, Field(gt=0, le=7 * 86400)] = 10800.0
+    pause_max_s: Duration = 10800.0
     """Longest pause of all, Meta's ETA included: a longer ETA is cut to this and logged (Meta documents
     blocks of up to an hour)."""
-    window_guard_pct: Annotated[float, Field(ge=0, le=50)] = 5.0
+    window_guard_pct: Annotated[float, Field(ge=0, le=50, allow_inf_nan=False)] = 5.0
     """Our sends stay counted this much longer than a window: they reach Meta a little after we log them."""
-    give_up_after_s: Annotated[float, Field(ge=0)] = 120.0
+    give_up_after_s: Annotated[float, Field(ge=0, le=DAY_S, allow_inf_nan=False)] = 120.0
     """Longest a single request waits on pauses and pacing before it fails with exit code 5 (the pause stays)."""
 
     @property
@@ -144,12 +154,12 @@ class RetryConfig(BaseModel):
     model_config = _FROZEN
 
     max_attempts: Annotated[int, Field(ge=1, le=50)] = 4
-    backoff_base_s: Annotated[float, Field(gt=0)] = 0.5
-    backoff_cap_s: Annotated[float, Field(gt=0)] = 30.0
-    jitter_ratio: Annotated[float, Field(ge=0, le=1)] = 0.5
+    backoff_base_s: Timeout = 0.5
+    backoff_cap_s: Timeout = 30.0
+    jitter_ratio: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] = 0.5
     """Each backoff is drawn from [(1 - jitter_ratio) × d, d]: spreads retries of many workers apart."""
-    connect_timeout_s: Annotated[float, Field(gt=0)] = 3.05
-    read_timeout_s: Annotated[float, Field(gt=0)] = 30.0
+    connect_timeout_s: Timeout = 3.05
+    read_timeout_s: Timeout = 30.0
 
     @model_validator(mode="after")
     def _base_below_cap(self) -> RetryConfig:
@@ -217,8 +227,12 @@ def parse_backend_url(url: str, schemes: tuple[str, ...]) -> BackendURL:
             raise ValueError(f"{url!r} names no file; use an absolute path such as {_EXAMPLES[scheme]}")
         return BackendURL(url, scheme, rest)
     if scheme in ("redis", "rediss"):
-        if not urlsplit(url).hostname:
+        parts = urlsplit(url)
+        if not parts.hostname:
             raise ValueError(f"{url!r} names no host; use {_EXAMPLES['redis']}")
+        _check_port(url, parts)
+        if parts.path.strip("/") and not parts.path.strip("/").isdigit():
+            raise ValueError(f"{url!r} names no database number after the port; use {_EXAMPLES['redis']}")
         return BackendURL(url, scheme, url)
     if scheme == "dynamodb":
         if not _TABLE_NAME.fullmatch(rest):
@@ -227,6 +241,15 @@ def parse_backend_url(url: str, schemes: tuple[str, ...]) -> BackendURL:
     if not _SECRET_PREFIX.fullmatch(rest):
         raise ValueError(f"{url!r} names no valid secret prefix; use {_EXAMPLES[scheme]}")
     return BackendURL(url, scheme, rest)
+
+
+def _check_port(url: str, parts: SplitResult) -> None:
+    try:
+        parts.port  # noqa: B018 - raises ValueError outside 0-65535 or when not a number
+    except ValueError:
+        raise ValueError(f"{url!r} has no valid port (1-65535)") from None
+    if parts.port == 0:
+        raise ValueError(f"{url!r} has no valid port (1-65535)")
 
 
 def _default_home() -> Path:
@@ -266,9 +289,9 @@ class Settings(BaseSettings):
     """`local:///PATH` (default: secrets.json under the home) or `aws-secretsmanager://PREFIX`."""
     motion_meta_cache_prefix: Annotated[str, Field(min_length=1, max_length=100)] = "motion-meta:"
     """Every Redis key motion-meta writes starts with this."""
-    motion_meta_redis_timeout_s: Annotated[float, Field(gt=0, le=60)] = 2.0
+    motion_meta_redis_timeout_s: Annotated[float, Field(gt=0, le=60, allow_inf_nan=False)] = 2.0
     """Socket and connect timeout for Redis."""
-    meta_rate_window_s: Annotated[float, Field(gt=0, le=86400)] = 3600.0
+    meta_rate_window_s: Annotated[float, Field(gt=0, le=DAY_S, allow_inf_nan=False)] = 3600.0
     """Length of Meta's usage window; every rate-limit timing left unset scales from it."""
     meta_platform: MetaPlatformConfig = MetaPlatformConfig()
     meta_endpoints: dict[str, dict[str, Any]] = {}
@@ -297,7 +320,10 @@ class Settings(BaseSettings):
     @classmethod
     def _home_absolute(cls, value: Path) -> Path:
         # Backend URLs are built from it, and a later chdir must not move local state.
-        return value.expanduser().absolute()
+        try:
+            return value.expanduser().absolute()
+        except RuntimeError:  # `~someone` naming no user
+            raise ValueError(f"{str(value)!r} starts with a ~user that does not exist; give an absolute path") from None
 
     @field_validator("meta_access_token")
     @classmethod
@@ -314,6 +340,12 @@ class Settings(BaseSettings):
             raise ValueError(f"{value!r} is not an http(s) URL such as {DEFAULT_GRAPH_URL}")
         if parts.query or parts.fragment:
             raise ValueError("must not carry a query string or fragment")
+        _check_port(value, parts)
+        if re.search(r"/v\d+\.\d+/?$", parts.path):
+            raise ValueError(
+                f"{value!r} ends with an API version; give the base URL (such as {DEFAULT_GRAPH_URL}) "
+                "and the version in META_API_VERSION"
+            )
         return value.strip().rstrip("/")
 
     @field_validator("meta_api_version")
@@ -399,11 +431,44 @@ class Settings(BaseSettings):
 
 
 def load_settings(**overrides: Any) -> Settings:
-    """Read settings from the environment and `.env`; invalid values raise `ConfigError` naming the variable."""
+    """Read settings from the environment and `.env`; invalid values raise `ConfigError` naming the variable
+    (or the `.env` line)."""
+    env_file = overrides.get("_env_file", Settings.model_config.get("env_file"))
+    if isinstance(env_file, (str, Path)):
+        check_env_file(Path(env_file))
     try:
         return Settings(**overrides)
     except ValidationError as exc:
         raise ConfigError(describe_validation_error(exc)) from None
+    except SettingsError as exc:  # a variable holding a JSON block that does not parse
+        match = re.search(r'field "([a-z_]+)"', str(exc))
+        name = match.group(1).upper() if match else "a setting"
+        raise ConfigError(
+            f"invalid configuration: {name} (or one of its {name}__... variables) is not valid JSON"
+        ) from None
+    except RecursionError:
+        deep = [name for name, value in os.environ.items() if value.count("[") + value.count("{") > 100]
+        name = deep[0] if deep else "a JSON value"
+        raise ConfigError(f"invalid configuration: {name} is nested too deeply") from None
+
+
+def check_env_file(path: Path) -> None:
+    """A `.env` must be UTF-8 and made of KEY=VALUE lines, comments and blank lines: ConfigError naming the
+    line otherwise (never its content, which may hold a token)."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path} ({exc.strerror})") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError(f"{path} line {line} is not UTF-8 text; save the file as UTF-8") from None
+    for binding in parse_stream(io.StringIO(text)):
+        if binding.error or (binding.key is not None and binding.value is None):  # a bare word is no setting
+            raise ConfigError(f"{path} line {binding.original.line} is not KEY=VALUE (nor a comment or a blank line)")
 
 
 def describe_validation_error(exc: ValidationError) -> str:

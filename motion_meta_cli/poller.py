@@ -133,10 +133,9 @@ class Poller:
         return report
 
     def _names(self) -> list[str]:
-        store = self._app.store
         if self._customers is None:
-            names = [c.name for c in store.list_customers()]
+            names = [c.name for c in self._app.customers()]
         else:
-            names = [store.get_customer(name).name for name in self._customers]
+            names = [self._app.store.get_customer(name).name for name in self._customers]
         self._known = names
         return names

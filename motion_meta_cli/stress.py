@@ -106,7 +106,7 @@ def run_stress(
     requests in flight (which `fetch` and `poll` respect) does not apply; every moderation scope does.
     """
     progress = progress or StressProgress(requests, concurrency)
-    app.store.get_customer(customer)
+    app.require_customer(customer)
     token = app.credentials.token(customer)
     manager, stats = app.requests, app.moderator.stats
     before_sent, before_throttles, before_paused, before_probes = (

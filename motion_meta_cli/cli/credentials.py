@@ -22,19 +22,21 @@ def list_credentials(as_json: Annotated[bool, typer.Option("--json", help="Print
         from motion_meta_cli.cli.render import render_credentials
 
         with open_app() as handler:
-            statuses = [handler.credentials.status(c.name) for c in handler.store.list_customers()]
+            statuses = [handler.credentials.status(c.name) for c in handler.customers()]
         render_credentials(statuses, as_json=as_json)
 
 
 @app.command("show")
-def show(customer: Customer, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def show(
+    customer: Customer, as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False
+) -> None:
     """One customer's credentials state (masked token, version, marker)."""
     with reported_errors():
         from motion_meta_cli.cli.context import open_app
         from motion_meta_cli.cli.render import render_credentials
 
         with open_app() as handler:
-            handler.store.get_customer(customer)
+            handler.require_customer(customer)
             status = handler.credentials.status(customer)
         render_credentials([status], as_json=as_json)
 
@@ -63,7 +65,7 @@ def set_token(
             raw = sys.stdin.read() if sys.stdin is not None else ""
         token = validate_token(raw)
         with open_app() as handler:
-            handler.store.get_customer(customer)
+            handler.require_customer(customer)
             version = handler.credentials.set_token(customer, token)
         typer.echo(f"stored a new token for {customer} (version {version}); every instance re-reads it")
 
@@ -81,9 +83,9 @@ def expire(
         if (customer is None) == (not all_customers):
             raise UsageError("give exactly one of --customer NAME or --all")
         with open_app() as handler:
-            names = [c.name for c in handler.store.list_customers()] if all_customers else [customer or ""]
+            names = [c.name for c in handler.customers()] if all_customers else [customer or ""]
             if customer is not None:
-                handler.store.get_customer(customer)
+                handler.require_customer(customer)
             expired = sum(handler.credentials.expire(name) for name in names)
         typer.echo(f"expired {expired} marker(s) of {len(names)} customer(s)")
 
@@ -95,6 +97,6 @@ def check(customer: Customer) -> None:
         from motion_meta_cli.cli.context import open_app
 
         with open_app() as handler:
-            handler.store.get_customer(customer)
+            handler.require_customer(customer)
             user = handler.agent.fetch_me(customer)
         typer.echo(f"valid: {customer}'s token belongs to {user.name} (id {user.id})")

@@ -21,7 +21,7 @@ def list_customers(
         from motion_meta_cli.cli.render import render_customers
 
         with open_app() as handler:
-            customers = handler.store.list_customers()
+            customers = handler.customers()
         render_customers(customers, as_json=as_json)
 
 
@@ -40,10 +40,15 @@ def add(name: Annotated[str, typer.Argument(help="Customer name: letters, digits
 
 @app.command("remove")
 def remove(name: Annotated[str, typer.Argument(help="Customer to remove (snapshots and history stay).")]) -> None:
-    """Remove a customer; its stored snapshots and history stay."""
+    """Remove a customer; its stored snapshots and history stay. Safe to repeat."""
     with reported_errors():
         from motion_meta_cli.cli.context import open_app
+        from motion_meta_cli.errors import UnknownCustomerError
 
         with open_app() as handler:
-            handler.store.remove_customer(name)
+            try:
+                handler.remove_customer(name)
+            except UnknownCustomerError:  # like `add`, safe to repeat: the customer is not there either way
+                typer.echo(f"{name} is not a customer; nothing to remove")
+                return
         typer.echo(f"removed {name}")

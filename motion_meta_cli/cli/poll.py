@@ -37,14 +37,20 @@ def poll(
         from motion_meta_cli.cli.errors import configure_logging
         from motion_meta_cli.cli.render import live_view, poll_panel, print_json, render_cycle_line
         from motion_meta_cli.config import load_settings
-        from motion_meta_cli.errors import BackendUnavailableError, ExitCode
+        from motion_meta_cli.errors import BackendUnavailableError, ExitCode, UsageError
         from motion_meta_cli.poller import Poller, once_guard, stoppable_sleep
 
+        if once and cycles is not None:
+            raise UsageError("--once runs one cycle; leave out --cycles (or drop --once)")
+        names = None
+        if customers is not None:
+            names = [n.strip() for n in customers.split(",") if n.strip()]
+            if not names:
+                raise UsageError("--customers names nobody; give names separated by commas, or leave it out for all")
         settings = load_settings()
         if concurrency is not None:
             settings = settings.model_copy(update={"motion_meta_concurrency": concurrency})
         configure_logging(settings.motion_meta_log_level)
-        names = [n.strip() for n in customers.split(",") if n.strip()] if customers else None
         stop = threading.Event()
         _install_signal_handlers(stop)
         with AppHandler(settings, sleep=stoppable_sleep(stop)) as app:

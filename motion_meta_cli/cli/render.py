@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from motion_meta_cli.credentials import CredentialStatus
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
     from motion_meta_cli.app import AppHandler
     from motion_meta_cli.poller import Poller
     from motion_meta_cli.service import CycleReport
+    from motion_meta_cli.storage.base import Snapshot
     from motion_meta_cli.stress import StressProgress, StressReport
 
 stdout = Console(soft_wrap=True)
@@ -215,3 +217,47 @@ def poll_panel(poller: Poller, app: AppHandler) -> Table:
         table.add_row("last error", report.last_error or "-")
     table.add_row("active cooldowns", _cooldowns(app))
     return table
+
+
+def render_stored(
+    customer: str,
+    active: bool | None,
+    snapshot: Snapshot | None,
+    fetches: list[dict[str, Any]],
+    *,
+    as_json: bool,
+) -> None:
+    """`motion-meta show`: the latest snapshot and the recent fetches, as tables or one JSON object."""
+    status = "removed" if active is None else "active" if active else "inactive"
+    if as_json:
+        print_json(
+            {
+                "customer": customer,
+                "status": status,
+                "snapshot": None
+                if snapshot is None
+                else {"fetched_at": iso_utc(snapshot.fetched_at), "user": snapshot.user},
+                "history": fetches,
+            }
+        )
+        return
+    if snapshot is None:
+        stdout.print(f"{customer} ({status}): no snapshot stored yet")
+    else:
+        table = Table(
+            title=f"{customer} ({status}): snapshot of {iso_utc(snapshot.fetched_at)}",
+            show_header=False,
+            title_justify="left",
+        )
+        table.add_column("field", style="bold cyan")
+        table.add_column("value")
+        for key, value in snapshot.user.items():
+            table.add_row(key, escape(str(value)))
+        stdout.print(table)
+    if fetches:
+        recent = Table("fetched at", "outcome", "detail", title=f"last {len(fetches)} fetch(es)", title_justify="left")
+        for entry in fetches:
+            outcome = "ok" if entry["ok"] else str(entry["error_kind"])
+            detail = "" if entry["ok"] else escape(str(entry["error_message"] or ""))
+            recent.add_row(str(entry["fetched_at"]), outcome, detail)
+        stdout.print(recent)

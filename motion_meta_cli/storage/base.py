@@ -89,7 +89,15 @@ class CustomerStore(Protocol):
     """Customers, and for each the latest user snapshot and a fetch history."""
 
     def initialize(self) -> bool:
-        """Create the tables (and the demo customer) if missing; True when this call created them."""
+        """Create the tables if missing; True when this call created them."""
+        ...
+
+    def get_note(self, key: str) -> str | None:
+        """A small value the app keeps beside the customers (e.g. what the environment last seeded)."""
+        ...
+
+    def set_note(self, key: str, value: str) -> None:
+        """Store a note, replacing any under `key`."""
         ...
 
     def add_customer(self, name: str) -> Customer:

@@ -6,6 +6,7 @@ Single-table layout (every key attribute is a string):
     CUSTOMERS           <name>                      active BOOL, added_at S (ISO 8601)
     CUSTOMER#<name>     SNAPSHOT                    fetched_at S, fetched_at_us N, user S (JSON)
     CUSTOMER#<name>     HISTORY#<fetched_at_us>     fetched_at S, ok BOOL, error_kind S, error_message S, user S
+    NOTES               <key>                       value S
 
 All customers share one partition, so listing them is one paginated Query in name order, never a Scan.
 History sort keys carry the fetch instant in microseconds, zero-padded to 20 digits so that string order
@@ -25,7 +26,6 @@ from typing import TYPE_CHECKING, Any
 
 import botocore.exceptions
 
-from motion_meta_cli.config import DEMO_CUSTOMER
 from motion_meta_cli.errors import BackendUnavailableError, ConfigError, UnknownCustomerError
 from motion_meta_cli.models import Customer, FetchResult, iso_utc, utc_now, validate_customer_name
 from motion_meta_cli.storage.aws import aws_client, aws_errors, error_code
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     Item = dict[str, AttributeValueTypeDef]
 
 _CUSTOMERS_PK = "CUSTOMERS"
+_NOTES_PK = "NOTES"
 _SNAPSHOT_SK = "SNAPSHOT"
 _HISTORY_PREFIX = "HISTORY#"
 
@@ -52,7 +53,7 @@ def _customer_pk(name: str) -> str:
 
 
 class DynamoCustomerStore:
-    """`CustomerStore` on one DynamoDB table, which `create_table` makes (and seeds with the demo customer).
+    """`CustomerStore` on one DynamoDB table, which `create_table` makes.
 
     store = DynamoCustomerStore("motion-meta")
     store.create_table()                  # once, from `motion-meta store init`; safe to repeat
@@ -69,7 +70,7 @@ class DynamoCustomerStore:
         self._page_size = page_size
 
     def create_table(self) -> bool:
-        """Create the table if needed, wait until it is ACTIVE and seed the demo customer; True if created."""
+        """Create the table if needed and wait until it is ACTIVE; True if this call created it."""
         with self._errors():
             try:
                 self._client.create_table(
@@ -100,15 +101,6 @@ class DynamoCustomerStore:
                     f"DynamoDB table {self.table_name!r} is not ACTIVE after 2 minutes; run `motion-meta store init` "
                     "again later"
                 ) from None
-            try:
-                self._client.put_item(
-                    TableName=self.table_name,
-                    Item=_customer_item(DEMO_CUSTOMER, utc_now()),
-                    ConditionExpression="attribute_not_exists(pk)",
-                )
-            except botocore.exceptions.ClientError as exc:
-                if error_code(exc) != "ConditionalCheckFailedException":
-                    raise
         return created
 
     def initialize(self) -> bool:
@@ -127,6 +119,22 @@ class DynamoCustomerStore:
                 ReturnValues="ALL_NEW",
             )
         return _customer(response["Attributes"])
+
+    def get_note(self, key: str) -> str | None:
+        """A small value the app keeps beside the customers (e.g. what the environment last seeded)."""
+        with self._errors():
+            response = self._client.get_item(
+                TableName=self.table_name, Key={"pk": {"S": _NOTES_PK}, "sk": {"S": key}}, ConsistentRead=True
+            )
+        item = response.get("Item")
+        return None if item is None else item["value"]["S"]
+
+    def set_note(self, key: str, value: str) -> None:
+        """Store a note, replacing any under `key`."""
+        with self._errors():
+            self._client.put_item(
+                TableName=self.table_name, Item={"pk": {"S": _NOTES_PK}, "sk": {"S": key}, "value": {"S": value}}
+            )
 
     def remove_customer(self, name: str) -> None:
         """Remove a customer; its snapshot and history stay."""
@@ -303,15 +311,6 @@ class DynamoCustomerStore:
                         f"DynamoDB table {self.table_name!r} does not exist; run `motion-meta store init`"
                     ) from None
                 raise
-
-
-def _customer_item(name: str, added_at: datetime) -> Item:
-    return {
-        "pk": {"S": _CUSTOMERS_PK},
-        "sk": {"S": name},
-        "active": {"BOOL": True},
-        "added_at": {"S": iso_utc(added_at)},
-    }
 
 
 def _customer(item: Item) -> Customer:

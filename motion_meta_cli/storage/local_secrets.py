@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from motion_meta_cli.config import DEMO_CUSTOMER
 from motion_meta_cli.errors import ConfigError, MissingCredentialsError
 from motion_meta_cli.models import iso_utc, utc_now
 from motion_meta_cli.storage.base import SecretRecord
@@ -44,9 +45,10 @@ class LocalSecretsStore:
         """The current token of `customer`; raises MissingCredentialsError."""
         entry = self._read().get(customer)
         if not isinstance(entry, dict) or not entry.get("token"):
+            demo = " (or set META_ACCESS_TOKEN, the demo customer's token)" if customer == DEMO_CUSTOMER else ""
             raise MissingCredentialsError(
                 f"no access token stored for customer {customer!r}; "
-                "set META_ACCESS_TOKEN in the environment or .env (it is motion_test_user's token)"
+                f"run `motion-meta credentials set --customer {customer}`{demo}"
             )
         return SecretRecord(token=SecretStr(str(entry["token"])), version=str(entry.get("version", "")))
 
@@ -66,7 +68,7 @@ class LocalSecretsStore:
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd = os.open(self._lock_path, os.O_CREAT | os.O_RDWR, FILE_MODE)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)

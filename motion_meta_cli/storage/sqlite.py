@@ -17,6 +17,18 @@ BUSY_TIMEOUT_S = 10.0
 """How long a write waits for another process's write transaction before giving up."""
 
 
+def private_file(path: Path) -> bool:
+    """Make `path`'s folder (0700 when created) and the file itself, empty and 0600, unless it exists (the files
+    under MOTION_META_HOME hold customers' names and profiles; SQLite gives its -wal and -shm files the mode of
+    the database). True when the file already existed but was empty."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        return path.stat().st_size == 0
+    return False
+
+
 class SQLiteDatabase:
     """One SQLite file used by many threads and processes: each thread gets its own connection.
 
@@ -44,7 +56,8 @@ class SQLiteDatabase:
         self.created = False
         """True when this instance applied the first migration, i.e. created the database."""
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            self.was_empty = private_file(path)
+            """The file existed with nothing in it: whatever it held is gone (a store says so)."""
         except OSError as exc:
             raise self._unwritable_folder(exc) from None
         self._migrate()

@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from motion_meta_cli.config import DEMO_CUSTOMER
 from motion_meta_cli.errors import UnknownCustomerError
 from motion_meta_cli.models import Customer, FetchResult, iso_utc, utc_now, validate_customer_name
 from motion_meta_cli.storage.base import Snapshot
 from motion_meta_cli.storage.sqlite import SQLiteDatabase
 
+log = logging.getLogger(__name__)
+
 _MIGRATIONS = [
-    f"""
+    """
     CREATE TABLE customers (name TEXT PRIMARY KEY, active INTEGER NOT NULL DEFAULT 1, added_at TEXT NOT NULL);
     CREATE TABLE snapshots (
         customer TEXT PRIMARY KEY, fetched_at TEXT NOT NULL, fetched_at_us INTEGER NOT NULL, user_json TEXT NOT NULL
@@ -26,11 +28,12 @@ _MIGRATIONS = [
         fetched_at_us INTEGER NOT NULL, ok INTEGER NOT NULL, error_kind TEXT, error_message TEXT, user_json TEXT,
         UNIQUE (customer, fetched_at_us)
     );
-    CREATE INDEX history_by_customer ON history (customer, fetched_at_us);
-    INSERT INTO customers (name, active, added_at)
-        VALUES ('{DEMO_CUSTOMER}', 1, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+    CREATE INDEX history_by_customer ON history (customer, fetched_at_us)
     """,
+    "CREATE TABLE notes (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
 ]
+"""Applied once each, in order (recorded in `schema_migrations`). Homes created before the demo customer
+became opt-in have it from the first migration; later ones only where META_ACCESS_TOKEN seeds it."""
 
 
 def _micros(moment: datetime) -> int:
@@ -51,6 +54,12 @@ class SQLiteCustomerStore:
             "or move it aside and run `motion-meta store init`"
         )
         self._db = SQLiteDatabase(path, _MIGRATIONS, corrupt_hint=hint, busy_timeout_s=busy_timeout_s)
+        if self._db.was_empty:
+            log.warning(
+                "%s was an empty file (0 bytes), so it is a new store with no customers; if it held customers, "
+                "restore it from a backup",
+                path,
+            )
 
     def initialize(self) -> bool:
         """The database is created on open; True when this process created it."""
@@ -66,6 +75,19 @@ class SQLiteCustomerStore:
                 (name, iso_utc(utc_now())),
             )
         return self.get_customer(name)
+
+    def get_note(self, key: str) -> str | None:
+        """A small value the app keeps beside the customers (e.g. what the environment last seeded)."""
+        rows = self._db.query("SELECT value FROM notes WHERE key = ?", (key,))
+        return str(rows[0][0]) if rows else None
+
+    def set_note(self, key: str, value: str) -> None:
+        """Store a note, replacing any under `key`."""
+        with self._db.transaction() as conn:
+            conn.execute(
+                "INSERT INTO notes (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
 
     def remove_customer(self, name: str) -> None:
         """Remove a customer; its snapshot and history stay."""

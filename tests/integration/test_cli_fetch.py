@@ -73,7 +73,7 @@ def test_unknown_option_is_a_usage_error(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "env", "code", "message"),
     [
-        (("fetch",), {}, 3, "no access token stored for customer 'motion_test_user'"),
+        (("fetch",), {}, 3, "the demo customer is added once META_ACCESS_TOKEN is set"),
         (("fetch",), {"META_ACCESS_TOKEN": ""}, 3, "META_ACCESS_TOKEN is empty"),
         (("fetch", "--customer", "ghost"), {"META_ACCESS_TOKEN": "EAAx"}, 3, "unknown customer 'ghost'"),
         (("fetch",), {"META_GRAPH_URL": "graph.facebook.com"}, 3, "META_GRAPH_URL"),

@@ -33,12 +33,12 @@ def store(moto_server: MotoServer) -> DynamoCustomerStore:
     return store
 
 
-def test_create_table_is_safe_to_run_twice_and_seeds_the_demo_customer(moto_server: MotoServer) -> None:
+def test_create_table_is_safe_to_run_twice_and_adds_no_customer(moto_server: MotoServer) -> None:
     store = DynamoCustomerStore(TABLE)
     assert store.create_table() is True
-    store.remove_customer("motion_test_user")
+    store.add_customer("acme")
     assert store.create_table() is False
-    assert [c.name for c in store.list_customers()] == ["motion_test_user"], "a second init seeds it again"
+    assert [c.name for c in store.list_customers()] == ["acme"], "no demo customer: only META_ACCESS_TOKEN seeds it"
     table = aws_client("dynamodb").describe_table(TableName=TABLE)["Table"]
     assert table["TableStatus"] == "ACTIVE"
     assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
@@ -48,9 +48,10 @@ def test_customers_are_added_listed_and_removed(store: DynamoCustomerStore) -> N
     added = store.add_customer("acme")
     assert added.active is True
     assert store.get_customer("acme") == added
-    assert [c.name for c in store.list_customers()] == ["acme", "motion_test_user"]
+    assert [c.name for c in store.list_customers()] == ["acme"]
+    store.set_note("demo_seed", "x")
     store.remove_customer("acme")
-    assert [c.name for c in store.list_customers()] == ["motion_test_user"]
+    assert store.list_customers() == [], "a note is no customer"
 
 
 def test_inactive_customers_are_listed_only_on_request(store: DynamoCustomerStore) -> None:
@@ -61,11 +62,8 @@ def test_inactive_customers_are_listed_only_on_request(store: DynamoCustomerStor
         UpdateExpression="SET active = :false",
         ExpressionAttributeValues={":false": {"BOOL": False}},
     )
-    assert [c.name for c in store.list_customers()] == ["motion_test_user"]
-    assert [(c.name, c.active) for c in store.list_customers(active_only=False)] == [
-        ("acme", False),
-        ("motion_test_user", True),
-    ]
+    assert store.list_customers() == []
+    assert [(c.name, c.active) for c in store.list_customers(active_only=False)] == [("acme", False)]
     first_added = store.get_customer("acme").added_at
     assert store.add_customer("acme").active is True, "adding again re-activates"
     assert store.get_customer("acme").added_at == first_added
@@ -96,8 +94,8 @@ def test_listing_follows_pages_in_name_order(moto_server: MotoServer) -> None:
         )
     queries: list[str] = []
     client.meta.events.register("after-call.dynamodb.Query", lambda **_: queries.append("Query"))
-    assert [c.name for c in store.list_customers()] == [*names, "motion_test_user"]
-    assert len(queries) >= 3, "121 customers in pages of 50 take three Query calls"
+    assert [c.name for c in store.list_customers()] == names
+    assert len(queries) >= 3, "120 customers in pages of 50 take three Query calls"
 
 
 def test_an_older_fetch_finishing_late_keeps_the_newer_snapshot(store: DynamoCustomerStore) -> None:

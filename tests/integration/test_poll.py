@@ -38,7 +38,6 @@ def emulator_url() -> Iterator[str]:
 
 def _seed(home: Path, count: int) -> list[str]:
     with AppHandler(Settings(motion_meta_home=home)) as app:
-        app.store.remove_customer("motion_test_user")
         names = []
         for n in range(count):
             name = f"c{n:03d}"

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from motion_meta_cli.app import AppHandler
 from motion_meta_cli.cli.main import app as cli
-from motion_meta_cli.config import DEMO_CUSTOMER, Settings
+from motion_meta_cli.config import Settings
 from tests.integration.conftest import free_port
 from tests.integration.helpers import emulator_process, run_cli
 
@@ -88,7 +88,6 @@ def test_dynamodb_killed_mid_cycle_polling_goes_on_and_every_result_is_stored_or
     env = {"MOTION_META_HOME": str(home), "MOTION_META_STORE_URL": f"dynamodb://{TABLE}"}
     assert run_cli("store", "init", cwd=tmp_path, env=env).code == 0
     with AppHandler(Settings(motion_meta_home=home, motion_meta_store_url=f"dynamodb://{TABLE}")) as app:
-        app.store.remove_customer(DEMO_CUSTOMER)
         for n in range(20):
             app.store.add_customer(f"c{n:02d}")
             app.secrets.put_secret(f"c{n:02d}", f"EAAoutagecustomer{n:02d}xxxxxxxx")

@@ -59,7 +59,7 @@ def test_initialize_creates_once_and_is_safe_to_repeat(open_store: OpenStore) ->
     assert open_store().initialize() is True
     again = open_store()
     assert again.initialize() is False
-    assert [c.name for c in again.list_customers()] == ["motion_test_user"]
+    assert again.list_customers() == [], "no demo customer: only META_ACCESS_TOKEN seeds it"
 
 
 def _result(at: datetime, name: str = "Ada", error: MotionMetaError | None = None) -> FetchResult:
@@ -67,9 +67,12 @@ def _result(at: datetime, name: str = "Ada", error: MotionMetaError | None = Non
     return FetchResult(customer="acme", fetched_at=at, user=user, error=error)
 
 
-def test_the_demo_customer_is_present(store: CustomerStore) -> None:
-    assert [c.name for c in store.list_customers()] == ["motion_test_user"]
-    assert store.get_customer("motion_test_user").active is True
+def test_notes_are_kept_and_replaced(store: CustomerStore) -> None:
+    assert store.get_note("demo_seed") is None
+    store.set_note("demo_seed", '{"fingerprint": "ab"}')
+    store.set_note("demo_seed", '{"fingerprint": "cd"}')
+    assert store.get_note("demo_seed") == '{"fingerprint": "cd"}'
+    assert store.list_customers() == [], "a note is no customer"
 
 
 def test_adding_a_customer_is_idempotent(store: CustomerStore) -> None:
@@ -78,7 +81,7 @@ def test_adding_a_customer_is_idempotent(store: CustomerStore) -> None:
     assert first == again == store.get_customer("acme")
     assert first.active is True
     assert first.added_at.tzinfo is not None
-    assert [c.name for c in store.list_customers()] == ["acme", "motion_test_user"]
+    assert [c.name for c in store.list_customers()] == ["acme"]
 
 
 def test_customer_names_are_validated(store: CustomerStore) -> None:
@@ -87,22 +90,23 @@ def test_customer_names_are_validated(store: CustomerStore) -> None:
 
 
 def test_a_removed_customer_is_unknown_with_the_same_message(store: CustomerStore) -> None:
+    store.add_customer("globex")
     store.add_customer("acme")
     store.remove_customer("acme")
     with pytest.raises(UnknownCustomerError) as caught:
         store.get_customer("acme")
-    assert str(caught.value) == "unknown customer 'acme' (known: motion_test_user)"
-    with pytest.raises(UnknownCustomerError, match=r"^unknown customer 'acme' \(known: motion_test_user\)$"):
+    assert str(caught.value) == "unknown customer 'acme' (known: globex)"
+    with pytest.raises(UnknownCustomerError, match=r"^unknown customer 'acme' \(known: globex\)$"):
         store.remove_customer("acme")
 
 
 def test_the_unknown_customer_message_names_at_most_five(store: CustomerStore) -> None:
-    for name in ("e", "d", "c", "b", "a"):
+    for name in ("f", "e", "d", "c", "b", "a"):
         store.add_customer(name)
     with pytest.raises(UnknownCustomerError) as caught:
         store.get_customer("zz")
     assert str(caught.value) == "unknown customer 'zz' (known: a, b, c, d, e, ...)"
-    store.remove_customer("motion_test_user")
+    store.remove_customer("f")
     with pytest.raises(UnknownCustomerError) as caught:
         store.get_customer("zz")
     assert str(caught.value) == "unknown customer 'zz' (known: a, b, c, d, e)"
@@ -111,7 +115,7 @@ def test_the_unknown_customer_message_names_at_most_five(store: CustomerStore) -
 def test_customers_are_listed_in_name_order(store: CustomerStore) -> None:
     for name in ("zeta", "alpha", "Mid", "a.b@c-d_e"):
         store.add_customer(name)
-    expected = ["Mid", "a.b@c-d_e", "alpha", "motion_test_user", "zeta"]  # byte order: upper case first
+    expected = ["Mid", "a.b@c-d_e", "alpha", "zeta"]  # byte order: upper case first
     assert [c.name for c in store.list_customers()] == expected
     assert [c.name for c in store.list_customers(active_only=True)] == expected
     assert [c.name for c in store.list_customers(active_only=False)] == expected

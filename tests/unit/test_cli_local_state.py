@@ -71,7 +71,6 @@ def test_credentials_list_and_show_say_rejected(cli: Invoke, home: Path) -> None
     store.close()
     secrets = LocalSecretsStore(home / "secrets.json")
     version = secrets.put_secret("acme", "EAABacmeSecretToken0123456789abcd4f2c")
-    secrets.put_secret("motion_test_user", "EAABdemoSecretToken0123456789abcd9e1d")
     cache = SQLiteCache(home / "cache.db")
     cache.set(marker_key("acme"), Marker(version, None).dump())
     cache.set(REJECTED_PREFIX + "acme", version)  # what poll records when Meta rejects this version
@@ -80,8 +79,99 @@ def test_credentials_list_and_show_say_rejected(cli: Invoke, home: Path) -> None
     listed = cli("credentials", "list", "--json")
     assert listed.exit_code == 0, listed.output
     markers = {row["customer"]: row["marker"] for row in json.loads(listed.stdout)["credentials"]}
-    assert markers == {"acme": "rejected", "motion_test_user": "missing"}
+    assert markers == {"acme": "rejected"}
     shown = cli("credentials", "show", "--customer", "acme")
     assert shown.exit_code == 0, shown.output
     row = next(line for line in shown.stdout.splitlines() if "acme" in line)
     assert "rejected" in row and "EAAB…4f2c" in row
+
+
+def test_local_state_is_private_under_any_umask(cli: Invoke, home: Path) -> None:
+    import os
+    import stat
+
+    old = os.umask(0)
+    try:
+        assert cli("customers", "add", "acme").exit_code == 0
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(home.stat().st_mode) == 0o700
+    for name in ("store.db", "cache.db"):
+        if (home / name).exists():
+            assert stat.S_IMODE((home / name).stat().st_mode) == 0o600, name
+
+
+def test_an_empty_store_file_is_said_to_be_new(cli: Invoke, home: Path) -> None:
+    home.mkdir(mode=0o700)
+    (home / "store.db").write_bytes(b"")
+    run = cli("customers", "list")
+    assert run.exit_code == 0
+    assert "store.db was an empty file (0 bytes)" in run.stderr
+
+
+def test_customers_remove_is_safe_to_repeat_like_add(cli: Invoke) -> None:
+    assert cli("customers", "add", "acme").exit_code == 0
+    assert cli("customers", "remove", "acme").stdout.strip() == "removed acme"
+    again = cli("customers", "remove", "acme")
+    assert again.exit_code == 0
+    assert again.stdout.strip() == "acme is not a customer; nothing to remove"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("poll", "--once", "--customers", ""), "--customers names nobody"),
+        (("poll", "--once", "--customers", ",,"), "--customers names nobody"),
+        (("poll", "--once", "--cycles", "3"), "--once runs one cycle"),
+    ],
+)
+def test_poll_refuses_options_that_cannot_mean_what_they_say(cli: Invoke, args: tuple[str, ...], message: str) -> None:
+    run = cli(*args)
+    assert run.exit_code == 2, run.output
+    assert message in run.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "start"),
+    [
+        (("fetch", "--bogus"), "error: No such option: --bogus (see `motion-meta fetch --help`)"),
+        (("poll", "--interval", "-1"), "error: Invalid value for '--interval'"),
+        (("nonsense",), "error: No such command 'nonsense'"),
+    ],
+)
+def test_a_usage_error_is_one_line_with_exit_2(cli: Invoke, args: tuple[str, ...], start: str) -> None:
+    run = cli(*args)
+    assert run.exit_code == 2
+    assert len(run.stderr.splitlines()) == 1, run.stderr
+    assert run.stderr.startswith(start), run.stderr
+
+
+def test_show_prints_the_stored_snapshot_and_history_also_after_a_removal(cli: Invoke, home: Path) -> None:
+    from datetime import UTC, datetime
+
+    from motion_meta_cli.errors import NetworkError
+    from motion_meta_cli.models import FetchResult, MetaUser
+
+    store = SQLiteCustomerStore(home / "store.db")
+    store.add_customer("acme")
+    first = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+    store.save_result(FetchResult(customer="acme", fetched_at=first, user=MetaUser(id="1", name="Ada")))
+    failed = FetchResult(customer="acme", fetched_at=first.replace(hour=13), error=NetworkError("timed out"))
+    store.save_result(failed)
+    store.close()
+
+    shown = cli("show", "--customer", "acme", "--json")
+    assert shown.exit_code == 0, shown.output
+    payload = json.loads(shown.stdout)
+    assert payload["status"] == "active"
+    assert payload["snapshot"]["user"]["name"] == "Ada"
+    assert [entry["ok"] for entry in payload["history"]] == [False, True], "newest first"
+    assert payload["history"][0]["error_kind"] == "network"
+    table = cli("show", "--customer", "acme")
+    assert "Ada" in table.stdout and "timed out" in table.stdout
+
+    assert cli("customers", "remove", "acme").exit_code == 0
+    removed = json.loads(cli("show", "--customer", "acme", "--json", "--history", "1").stdout)
+    assert removed["status"] == "removed" and len(removed["history"]) == 1
+    unknown = cli("show", "--customer", "ghost")
+    assert unknown.exit_code == 3 and "unknown customer 'ghost'" in unknown.stderr

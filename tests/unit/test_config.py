@@ -117,3 +117,56 @@ def test_a_relative_home_is_made_absolute(tmp_path: Path, monkeypatch: pytest.Mo
     settings = load_settings()
     assert settings.motion_meta_home == tmp_path / "state"
     assert settings.store_backend.target == str(tmp_path / "state" / "store.db")
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        (
+            "META_PLATFORM__RETRY",
+            "{bad",
+            "META_PLATFORM (or one of its META_PLATFORM__... variables) is not valid JSON",
+        ),
+        (
+            "META_PLATFORM__RETRY__READ_TIMEOUT_S",
+            "inf",
+            "META_PLATFORM__RETRY__READ_TIMEOUT_S Input should be a finite",
+        ),
+        ("META_PLATFORM__RETRY__READ_TIMEOUT_S", "1e308", "META_PLATFORM__RETRY__READ_TIMEOUT_S Input should be less"),
+        ("META_PLATFORM__THROTTLE__PAUSE_FLOOR_S", "nan", "META_PLATFORM__THROTTLE__PAUSE_FLOOR_S"),
+        ("META_ENDPOINTS", "[" * 5000 + "]" * 5000, "META_ENDPOINTS"),
+        ("MOTION_META_HOME", "~nonexistentuser/x", "starts with a ~user that does not exist"),
+        ("MOTION_META_CACHE_URL", "redis://127.0.0.1:-5/0", "has no valid port"),
+        ("MOTION_META_CACHE_URL", "redis://127.0.0.1:1/abc", "names no database number"),
+        ("META_GRAPH_URL", "http://127.0.0.1:99999", "has no valid port"),
+        ("META_GRAPH_URL", "http://127.0.0.1:8765/v25.0", "ends with an API version"),
+    ],
+)
+def test_values_that_once_escaped_as_exit_1_are_configuration_errors(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, message: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert message in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_a_dotenv_line_that_is_not_key_value_is_an_error_naming_the_line_not_its_content(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("META_GRAPH_URL=https://graph.facebook.com\nEAAsecretPastedAlone12345\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert str(caught.value) == ".env line 2 is not KEY=VALUE (nor a comment or a blank line)"
+
+
+def test_a_dotenv_that_is_not_utf8_is_an_error_naming_the_line(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_bytes(b"# fine\nMETA_GRAPH_URL=\xff\xfe\n")
+    with pytest.raises(ConfigError, match=r"^\.env line 2 is not UTF-8 text"):
+        load_settings()
+
+
+def test_the_example_file_works_as_copied(tmp_path: Path) -> None:
+    example = Path(__file__).resolve().parents[2] / ".env.example"
+    (tmp_path / ".env").write_text(example.read_text())
+    settings = load_settings()
+    assert settings.meta_access_token is None

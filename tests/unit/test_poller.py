@@ -16,7 +16,7 @@ import pytest
 import responses
 
 from motion_meta_cli.app import AppHandler
-from motion_meta_cli.config import DEMO_CUSTOMER, Settings
+from motion_meta_cli.config import Settings
 from motion_meta_cli.errors import BackendUnavailableError
 from motion_meta_cli.poller import Poller
 from motion_meta_cli.service import CLAIM_BATCH, LEASE_PREFIX, CycleReport, ResultBacklog
@@ -33,7 +33,6 @@ def _open(home: Path) -> AppHandler:
 @pytest.fixture
 def home(tmp_path: Path) -> Path:
     with _open(tmp_path) as app:
-        app.store.remove_customer(DEMO_CUSTOMER)
         for name in CUSTOMERS:
             app.store.add_customer(name)
             app.secrets.put_secret(name, f"EAA{name}token")
@@ -299,7 +298,6 @@ def test_cache_db_stays_bounded_over_many_cycles(tmp_path: Path) -> None:
     responses.get(ME, json={"id": "1", "name": "User"})
     names = [f"g{n:03d}" for n in range(100)]
     with _open(tmp_path) as app:
-        app.store.remove_customer(DEMO_CUSTOMER)
         for name in names:
             app.store.add_customer(name)
             app.secrets.put_secret(name, f"EAA{name}token")

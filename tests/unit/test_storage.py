@@ -156,18 +156,23 @@ def _result(customer: str, at: datetime, name: str = "Ada", error: MotionMetaErr
     return FetchResult(customer=customer, fetched_at=at, user=user, error=error)
 
 
-def test_the_demo_customer_exists_from_the_first_run(tmp_path: Path) -> None:
+def test_a_new_store_has_no_customers_and_keeps_notes(tmp_path: Path) -> None:
     store = SQLiteCustomerStore(tmp_path / "store.db")
-    assert [c.name for c in store.list_customers()] == ["motion_test_user"]
+    assert store.list_customers() == [], "the demo customer is seeded only by META_ACCESS_TOKEN"
+    assert store.get_note("demo_seed") is None
+    store.set_note("demo_seed", "one")
+    store.set_note("demo_seed", "two")
+    assert store.get_note("demo_seed") == "two"
 
 
 def test_customers_can_be_added_listed_and_removed(tmp_path: Path) -> None:
     store = SQLiteCustomerStore(tmp_path / "store.db")
     store.add_customer("acme")
     store.add_customer("acme")
-    assert [c.name for c in store.list_customers()] == ["acme", "motion_test_user"]
+    store.add_customer("globex")
+    assert [c.name for c in store.list_customers()] == ["acme", "globex"]
     store.remove_customer("acme")
-    with pytest.raises(UnknownCustomerError, match=r"unknown customer 'acme' \(known: motion_test_user\)"):
+    with pytest.raises(UnknownCustomerError, match=r"unknown customer 'acme' \(known: globex\)"):
         store.get_customer("acme")
     with pytest.raises(UnknownCustomerError):
         store.remove_customer("acme")
