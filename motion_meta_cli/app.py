@@ -132,7 +132,7 @@ class AppHandler:
 
     def require_customer(self, customer: str) -> Customer:
         """The customer (the demo customer seeded first); UnknownCustomerError, with a hint for the demo one."""
-        self.credentials  # noqa: B018 - seeds the demo customer before it is looked up
+        self._seed()
         try:
             return self.store.get_customer(customer)
         except UnknownCustomerError as exc:
@@ -145,18 +145,18 @@ class AppHandler:
 
     def customers(self) -> list[Customer]:
         """The active customers, in name order (the demo customer seeded first when META_ACCESS_TOKEN is set)."""
-        self.credentials  # noqa: B018 - seeds the demo customer
+        self._seed()
         return self.store.list_customers()
 
     def remove_customer(self, name: str) -> None:
         """Remove a customer (its snapshots and history stay); a seeded demo customer stays removed."""
-        self.credentials  # noqa: B018 - seeds first, so that the removal is what the store remembers
+        self._seed()
         self.store.remove_customer(name)
 
     def handle_request(self, customers: Sequence[str] | None = None) -> CycleReport:
         """Fetch and store `customers` (default: every active customer) in one cycle (`MetaUserService.run_cycle`,
         without leases); the report holds one result per customer fetched or failed."""
-        self.credentials  # noqa: B018 - seeds the demo customer before customers are looked up
+        self._seed()
         if customers is None:
             names = [c.name for c in self.customers()]
         else:
@@ -183,6 +183,11 @@ class AppHandler:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+    def _seed(self) -> None:
+        """Seed the demo customer where META_ACCESS_TOKEN asks for it (building the credentials does)."""
+        if self.settings.meta_access_token is not None:
+            self.credentials  # noqa: B018 - seeds the demo customer
 
     def _seed_demo_customer(self, credentials: CredentialsManager) -> None:
         """META_ACCESS_TOKEN is the demo customer's token (`motion_test_user`), as in the original demo.

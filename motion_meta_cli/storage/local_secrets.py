@@ -43,14 +43,27 @@ class LocalSecretsStore:
 
     def get_secret(self, customer: str) -> SecretRecord:
         """The current token of `customer`; raises MissingCredentialsError."""
-        entry = self._read().get(customer)
-        if not isinstance(entry, dict) or not entry.get("token"):
+        entry = self._entry(customer)
+        if entry is None:
             demo = " (or set META_ACCESS_TOKEN, the demo customer's token)" if customer == DEMO_CUSTOMER else ""
             raise MissingCredentialsError(
                 f"no access token stored for customer {customer!r}; "
                 f"run `motion-meta credentials set --customer {customer}`{demo}"
             )
-        return SecretRecord(token=SecretStr(str(entry["token"])), version=str(entry.get("version", "")))
+        return SecretRecord(token=SecretStr(entry["token"]), version=str(entry.get("version", "")))
+
+    def _entry(self, customer: str) -> dict[str, Any] | None:
+        """`customer`'s entry, `{"token": "...", "version": ..., "updated_at": ...}`, or None when there is none;
+        any other shape is an error naming the customer (never showing what is there: it may be a token)."""
+        entry = self._read().get(customer)
+        if entry is None:
+            return None
+        if not isinstance(entry, dict) or not isinstance(entry.get("token"), str):
+            raise ConfigError(
+                f'the secrets file {self.path} holds something other than {{"token": "..."}} for customer '
+                f"{customer!r}; store the token again with `motion-meta credentials set --customer {customer}`"
+            )
+        return entry if entry["token"].strip() else None
 
     def put_secret(self, customer: str, token: str) -> str:
         """Store a new current token for `customer` and return its version id."""
@@ -63,8 +76,7 @@ class LocalSecretsStore:
 
     def has_secret(self, customer: str) -> bool:
         """Whether a token is stored for `customer`."""
-        entry = self._read().get(customer)
-        return isinstance(entry, dict) and bool(entry.get("token"))
+        return self._entry(customer) is not None
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
@@ -103,9 +115,14 @@ class LocalSecretsStore:
             data = json.loads(text) if text.strip() else {}
         except json.JSONDecodeError:
             data = None
-        if not isinstance(data, dict):
+        if data is None:
             # Never echo the content: it holds tokens.
             raise ConfigError(f"the secrets file {self.path} is not valid JSON; fix or remove it")
+        if not isinstance(data, dict):
+            raise ConfigError(
+                f"the secrets file {self.path} must be a JSON object of customer -> "
+                '{"token": "..."}; fix or remove it'
+            )
         return data
 
     def _write(self, data: dict[str, Any]) -> None:

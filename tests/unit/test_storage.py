@@ -244,3 +244,36 @@ def test_corrupt_secrets_file_is_reported_without_its_content(tmp_path: Path) ->
         LocalSecretsStore(path).get_secret("acme")
     assert "EAAleak" not in str(caught.value)
     assert "not valid JSON" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("[]", 'must be a JSON object of customer -> {"token": "..."}'),
+        ('{"alpha": {"token": 5}}', "for customer 'alpha'; store the token again"),
+        ('{"alpha": "EAAplainStringInsteadOfAnObject"}', "for customer 'alpha'; store the token again"),
+        ('{"alpha": {"version": "v1"}}', "for customer 'alpha'; store the token again"),
+        ("{not json", "is not valid JSON"),
+    ],
+)
+def test_a_secrets_file_of_another_shape_is_an_error_naming_the_customer(
+    tmp_path: Path, content: str, message: str
+) -> None:
+    path = tmp_path / "secrets.json"
+    path.write_text(content)
+    store = LocalSecretsStore(path)
+    with pytest.raises(ConfigError) as caught:
+        store.get_secret("alpha")
+    assert message in str(caught.value)
+    assert "EAAplain" not in str(caught.value)
+    assert path.read_text() == content, "nothing was rewritten"
+
+
+def test_the_one_valid_shape_of_the_secrets_file(tmp_path: Path) -> None:
+    path = tmp_path / "secrets.json"
+    path.write_text('{"alpha": {"token": "EAAalphaToken000000000", "version": "v1"}, "beta": {"token": ""}}')
+    store = LocalSecretsStore(path)
+    assert store.get_secret("alpha").token.get_secret_value() == "EAAalphaToken000000000"
+    assert store.has_secret("alpha") and not store.has_secret("beta") and not store.has_secret("gamma")
+    with pytest.raises(MissingCredentialsError):
+        store.get_secret("beta")
