@@ -14,7 +14,7 @@ from typing import Any
 
 from motion_meta_cli.app import AppHandler
 from motion_meta_cli.config import Settings
-from motion_meta_cli.errors import ExitCode, MotionMetaError
+from motion_meta_cli.errors import ExitCode, MotionMetaError, StoppedError
 
 
 @dataclass
@@ -27,6 +27,7 @@ class StressProgress:
     succeeded: int = 0
     failed: int = 0
     in_flight: int = 0
+    not_started: int = 0
     failures: Counter[str] = field(default_factory=Counter)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -45,6 +46,11 @@ class StressProgress:
         """Count one request starting."""
         with self._lock:
             self.in_flight += 1
+
+    def skipped(self) -> None:
+        """Count one request never started: the run was stopped first."""
+        with self._lock:
+            self.not_started += 1
 
 
 @dataclass(frozen=True)
@@ -65,6 +71,9 @@ class StressReport:
     first_throttle_s: float | None
     latency_ms: dict[str, float]
     exit_code: int
+    not_started: int = 0
+    """Requests never sent because the run was stopped (Ctrl-C, SIGTERM) first."""
+    stopped: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary."""
@@ -82,6 +91,8 @@ class StressReport:
             "duration_s": round(self.duration_s, 3),
             "first_throttle_s": None if self.first_throttle_s is None else round(self.first_throttle_s, 3),
             "latency_ms": {k: round(v, 1) for k, v in self.latency_ms.items()},
+            "not_started": self.not_started,
+            "stopped": self.stopped,
         }
 
 
@@ -99,12 +110,16 @@ def run_stress(
     concurrency: int,
     progress: StressProgress | None = None,
     clock: Callable[[], float] = time.monotonic,
+    stop: threading.Event | None = None,
 ) -> StressReport:
     """Send `requests` GET /me for `customer` from `concurrency` workers; never raises for a failed request.
 
     Stress is a load generator: it calls the request manager directly, so the per-customer cap on
     requests in flight (which `fetch` and `poll` respect) does not apply; every moderation scope does.
+    Once `stop` is set no request starts; those in flight finish (a wait the app's sleep cuts short ends
+    as not started), and the report says how many never went.
     """
+    stop = stop or threading.Event()
     progress = progress or StressProgress(requests, concurrency)
     app.require_customer(customer)
     token = app.credentials.token(customer)
@@ -120,10 +135,18 @@ def run_stress(
     start = clock()
 
     def one(_: int) -> None:
+        if stop.is_set():
+            progress.skipped()
+            return
         progress.started()
         began = clock()
         try:
             manager.get("me", token, params={"fields": "id,name"}, customer=customer, capped=False)
+        except StoppedError:
+            with progress._lock:
+                progress.in_flight -= 1
+            progress.skipped()
+            return
         except MotionMetaError as exc:
             first_failure.append(exc.exit_code)
             progress.finished(False, exc.kind)
@@ -158,4 +181,6 @@ def run_stress(
             "max": ordered[-1] if ordered else 0.0,
         },
         exit_code=ExitCode.OK if not first_failure else first_failure[0],
+        not_started=progress.not_started,
+        stopped=stop.is_set(),
     )

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import typer
 
@@ -52,3 +55,25 @@ def configure_logging(level: str) -> None:
     root.setLevel(level)
     root.propagate = False
     quiet_sdk_loggers()
+
+
+@contextmanager
+def stopped_by_signals(stop: threading.Event) -> Iterator[None]:
+    """First SIGINT/SIGTERM: set `stop` (start nothing new, let requests in flight finish); second: exit now
+    (130 / 143). The handlers before are put back afterwards."""
+
+    def handle(signum: int, _frame: Any) -> None:
+        if stop.is_set():
+            os._exit(128 + signum)
+        stop.set()
+        print("stopping: finishing requests in flight (signal again to exit at once)", file=sys.stderr, flush=True)
+
+    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+        yield
+        return
+    saved = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, previous in saved.items():
+            signal.signal(sig, previous)

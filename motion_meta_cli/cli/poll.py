@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
 import sys
 import threading
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -34,7 +32,7 @@ def poll(
     """Fetch every active customer once per interval, sharing the work with other instances."""
     with reported_errors():
         from motion_meta_cli.app import AppHandler
-        from motion_meta_cli.cli.errors import configure_logging
+        from motion_meta_cli.cli.errors import configure_logging, stopped_by_signals
         from motion_meta_cli.cli.render import live_view, poll_panel, print_json, render_cycle_line
         from motion_meta_cli.config import load_settings
         from motion_meta_cli.errors import BackendUnavailableError, ExitCode, UsageError
@@ -52,8 +50,7 @@ def poll(
             settings = settings.model_copy(update={"motion_meta_concurrency": concurrency})
         configure_logging(settings.motion_meta_log_level)
         stop = threading.Event()
-        _install_signal_handlers(stop)
-        with AppHandler(settings, sleep=stoppable_sleep(stop)) as app:
+        with stopped_by_signals(stop), AppHandler(settings, sleep=stoppable_sleep(stop)) as app:
             poller = Poller(app, interval_s=interval, customers=names, concurrency=settings.motion_meta_concurrency)
             with contextlib.ExitStack() as held:
                 if once and not held.enter_context(once_guard(app.cache)):
@@ -76,16 +73,3 @@ def poll(
                 )
         if once and not complete:
             raise typer.Exit(ExitCode.SOME_FAILED)
-
-
-def _install_signal_handlers(stop: threading.Event) -> None:
-    """First SIGINT/SIGTERM: stop taking new work and let requests in flight finish; second: exit now."""
-
-    def handle(signum: int, _frame: Any) -> None:
-        if stop.is_set():
-            os._exit(128 + signum)
-        stop.set()
-        print("stopping: finishing requests in flight (signal again to exit at once)", file=sys.stderr, flush=True)
-
-    signal.signal(signal.SIGINT, handle)
-    signal.signal(signal.SIGTERM, handle)

@@ -143,10 +143,13 @@ def live_view(build: Callable[[], Table], *, enabled: bool) -> Iterator[bool]:
     if not enabled or not stdout.is_terminal:
         yield False
         return
+    import logging
+
     from rich.live import Live
 
     stop = threading.Event()
-    with Live(build(), console=stdout, refresh_per_second=4) as live:
+    logger = logging.getLogger("motion_meta_cli")
+    with Live(build(), console=stdout, refresh_per_second=4) as live, _handlers(logger, live.console) as _:
 
         def refresh() -> None:
             while not stop.wait(0.25):
@@ -160,6 +163,24 @@ def live_view(build: Callable[[], Table], *, enabled: bool) -> Iterator[bool]:
             stop.set()
             worker.join()
             live.update(build())
+
+
+@contextmanager
+def _handlers(logger: Any, console: Console) -> Iterator[None]:
+    """While a live view runs, log lines go through its console, which prints them above the view instead of
+    tearing it (a plain stderr handler writes under Rich's feet)."""
+    import logging
+
+    from rich.logging import RichHandler
+
+    saved = logger.handlers[:]
+    handler = RichHandler(console=console, show_path=False, markup=False, rich_tracebacks=False)
+    handler.setLevel(min((h.level for h in saved), default=logging.NOTSET))
+    logger.handlers[:] = [handler]
+    try:
+        yield
+    finally:
+        logger.handlers[:] = saved
 
 
 def stress_panel(progress: StressProgress, app: AppHandler) -> Table:
