@@ -44,6 +44,8 @@ class ModerationStats:
     waiting: int = 0
     sent: int = 0
     paused_s: float = 0.0
+    """Seconds requests spent between asking to leave and being admitted (or giving up), summed over attempts:
+    cooldowns, probes, budgets and the gate's queue alike."""
     throttles: int = 0
     probes: int = 0
     first_throttle_at: float | None = None
@@ -156,7 +158,7 @@ class Moderator:
             self._end_probes(probes, holder)
             raise
         finally:
-            self.stats.add(waiting=-1)
+            self.stats.add(waiting=-1, paused_s=self._clock() - start)
             if gated:
                 with self._gate_count:
                     self._queued -= 1
@@ -361,7 +363,6 @@ class Moderator:
                 keep_alive()
             nap = min(step, seconds)
             self._sleep(nap)
-            self.stats.add(paused_s=nap)
             seconds -= nap
 
 

@@ -161,6 +161,7 @@ def test_a_throttle_without_eta_pauses_then_one_probe_goes_first() -> None:
     assert moderator.throttled(ticket, APP, _throttle(), unpaced) == 1
     probe = moderator.acquire("acme", unpaced, budget_s=100, probe_ttl_ms=TTL)
     assert clock.sleeps == [1.0], "waited out the pause before sending"
+    assert moderator.stats.paused_s == pytest.approx(1.0), "paused_s: the time between asking and being admitted"
     assert probe.probes == {APP}
     assert moderator.throttled(probe, APP, _throttle(), unpaced) == 2, "a failed probe doubles the pause"
 
