@@ -52,3 +52,49 @@ def remove(name: Annotated[str, typer.Argument(help="Customer to remove (snapsho
                 typer.echo(f"{name} is not a customer; nothing to remove")
                 return
         typer.echo(f"removed {name}")
+
+
+@app.command("import")
+def import_customers() -> None:
+    """Add customers, and store their tokens, from JSON lines on stdin: {"customer": "acme", "token": "EAA..."}
+    (the token is optional). Every line is checked before anything is written; tokens never go in arguments."""
+    with reported_errors():
+        import json
+        import sys
+
+        from motion_meta_cli.cli.context import open_app
+        from motion_meta_cli.credentials import validate_token
+        from motion_meta_cli.errors import UsageError
+        from motion_meta_cli.models import validate_customer_name
+
+        names: list[str] = []
+        tokens: dict[str, str] = {}
+        for number, line in enumerate(sys.stdin, start=1):
+            if not line.strip():
+                continue
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                raise UsageError(f"stdin line {number} is not JSON") from None  # never echo it: it may hold a token
+            if not isinstance(entry, dict) or not isinstance(entry.get("customer"), str):
+                raise UsageError(f'stdin line {number} is not an object like {{"customer": "acme", "token": "EAA..."}}')
+            name = entry["customer"]
+            try:
+                validate_customer_name(name)
+                if "token" in entry:
+                    if not isinstance(entry["token"], str):
+                        raise UsageError("its token is not a string")
+                    tokens[name] = validate_token(entry["token"])
+            except UsageError as exc:
+                raise UsageError(f"stdin line {number}: {exc}") from None
+            names.append(name)
+        if not names:
+            raise UsageError(
+                'no customers on stdin; give one JSON object per line: {"customer": "acme", "token": "EAA..."}'
+            )
+        with open_app() as handler:
+            for name in dict.fromkeys(names):
+                handler.store.add_customer(name)
+            if tokens:
+                handler.credentials.set_tokens(tokens)
+        typer.echo(f"imported {len(dict.fromkeys(names))} customer(s), {len(tokens)} token(s)")

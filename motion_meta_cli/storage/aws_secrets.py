@@ -89,6 +89,10 @@ class AwsSecretsStore:
         with aws_errors(SERVICE):
             return self._client.put_secret_value(SecretId=name, SecretString=value)["VersionId"]
 
+    def put_secrets(self, tokens: dict[str, str]) -> dict[str, str]:
+        """`put_secret` for each: Secrets Manager writes one secret per call."""
+        return {customer: self.put_secret(customer, token) for customer, token in tokens.items()}
+
     def has_secret(self, customer: str) -> bool:
         """Whether `customer`'s secret exists, is not scheduled for deletion and has an AWSCURRENT version.
 

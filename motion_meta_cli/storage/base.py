@@ -156,6 +156,10 @@ class SecretsStore(Protocol):
         """Store a new current token; returns its version id."""
         ...
 
+    def put_secrets(self, tokens: dict[str, str]) -> dict[str, str]:
+        """Store many tokens (customer -> token) as cheaply as the backend allows; their version ids."""
+        ...
+
     def has_secret(self, customer: str) -> bool:
         """Whether a token is stored for `customer`."""
         ...

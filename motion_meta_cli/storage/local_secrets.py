@@ -67,12 +67,18 @@ class LocalSecretsStore:
 
     def put_secret(self, customer: str, token: str) -> str:
         """Store a new current token for `customer` and return its version id."""
-        version = secrets.token_hex(12)
+        return self.put_secrets({customer: token})[customer]
+
+    def put_secrets(self, tokens: dict[str, str]) -> dict[str, str]:
+        """Store many tokens in one rewrite of the file (one per token would be quadratic); their versions."""
+        versions = {customer: secrets.token_hex(12) for customer in tokens}
         with self._locked():
             data = self._read()
-            data[customer] = {"token": token, "version": version, "updated_at": iso_utc(utc_now())}
+            now = iso_utc(utc_now())
+            for customer, token in tokens.items():
+                data[customer] = {"token": token, "version": versions[customer], "updated_at": now}
             self._write(data)
-        return version
+        return versions
 
     def has_secret(self, customer: str) -> bool:
         """Whether a token is stored for `customer`."""

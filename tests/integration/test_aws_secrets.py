@@ -238,3 +238,12 @@ def test_credentials_manager_over_secrets_manager_follows_rotation(
 def _marker_version(cache: SQLiteCache) -> str | None:
     marker = Marker.parse(cache.get(marker_key("acme")))
     return None if marker is None else marker.version
+
+
+def test_many_tokens_are_put_each_as_its_own_secret(store: AwsSecretsStore) -> None:
+    versions = store.put_secrets({"alpha": "EAAalphaBulk000000000", "beta": "EAAbetaBulk0000000000"})
+    assert set(versions) == {"alpha", "beta"}
+    for customer in ("alpha", "beta"):
+        record = store.get_secret(customer)
+        assert record.version == versions[customer]
+        assert record.token.get_secret_value() == f"EAA{customer}Bulk".ljust(21, "0")

@@ -175,3 +175,35 @@ def test_show_prints_the_stored_snapshot_and_history_also_after_a_removal(cli: I
     assert removed["status"] == "removed" and len(removed["history"]) == 1
     unknown = cli("show", "--customer", "ghost")
     assert unknown.exit_code == 3 and "unknown customer 'ghost'" in unknown.stderr
+
+
+def test_customers_import_adds_customers_and_tokens_in_one_write(cli: Invoke, home: Path) -> None:
+    lines = [json.dumps({"customer": f"c{n:03d}", "token": f"EAAimported{n:03d}token000000"}) for n in range(300)]
+    lines.append(json.dumps({"customer": "no_token_yet"}))
+    runner = CliRunner()
+    run = runner.invoke(app, ["customers", "import"], input="\n".join(lines) + "\n")
+    assert run.exit_code == 0, run.output
+    assert run.stdout.strip() == "imported 301 customer(s), 300 token(s)"
+    assert "EAAimported" not in run.output
+    stored = json.loads((home / "secrets.json").read_text())
+    assert stored["c042"]["token"] == "EAAimported042token000000" and "no_token_yet" not in stored
+    listed = json.loads(cli("customers", "list", "--json").stdout)["customers"]
+    assert len(listed) == 301
+
+
+@pytest.mark.parametrize(
+    ("stdin", "message"),
+    [
+        ('{"customer": "ok", "token": "EAAfine000000000000"}\nEAAnotJSON\n', "stdin line 2 is not JSON"),
+        ('{"customer": "a b"}\n', "stdin line 1: invalid customer name"),
+        ('{"customer": "acme", "token": "EAA with spaces"}\n', "stdin line 1: the token contains whitespace"),
+        ('["acme"]\n', "stdin line 1 is not an object"),
+        ("\n", "no customers on stdin"),
+    ],
+)
+def test_customers_import_checks_every_line_before_writing(cli: Invoke, home: Path, stdin: str, message: str) -> None:
+    run = CliRunner().invoke(app, ["customers", "import"], input=stdin)
+    assert run.exit_code == 2, run.output
+    assert message in run.stderr
+    assert "EAAfine" not in run.stderr and "EAAnot" not in run.stderr and "with spaces" not in run.stderr
+    assert not (home / "secrets.json").exists(), "nothing was written"
