@@ -243,6 +243,18 @@ def parse_backend_url(url: str, schemes: tuple[str, ...]) -> BackendURL:
     return BackendURL(url, scheme, rest)
 
 
+def token_problem(token: str) -> str | None:
+    """Why `token` cannot be a Meta access token (said without echoing it), or None. Meta's tokens are printable
+    ASCII with no whitespace; anything else could not even be sent in an HTTP header."""
+    if not token:
+        return "the token is empty"
+    if not token.isascii() or not token.isprintable() or any(ch.isspace() for ch in token):
+        return "the token contains whitespace or characters a Meta token never has; paste it exactly as Meta issued it"
+    if len(token) > 4096:
+        return "the token is longer than any Meta token (4,096 characters)"
+    return None
+
+
 def _check_port(url: str, parts: SplitResult) -> None:
     try:
         parts.port  # noqa: B018 - raises ValueError outside 0-65535 or when not a number
@@ -330,6 +342,9 @@ class Settings(BaseSettings):
     def _token_not_blank(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and not value.get_secret_value().strip():
             raise ValueError("is empty; remove the variable or give a token")
+        problem = None if value is None else token_problem(value.get_secret_value().strip())
+        if problem is not None:
+            raise ValueError(problem)
         return value
 
     @field_validator("meta_graph_url")

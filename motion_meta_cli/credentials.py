@@ -20,6 +20,7 @@ from typing import TypeVar
 
 from pydantic import SecretStr
 
+from motion_meta_cli.config import token_problem
 from motion_meta_cli.errors import (
     BackendUnavailableError,
     CredentialsRejectedError,
@@ -54,10 +55,9 @@ def mask_token(token: str) -> str:
 def validate_token(token: str) -> str:
     """`token` stripped; raises UsageError (without echoing it) when it cannot be a Meta token."""
     token = token.strip()
-    if not token:
-        raise UsageError("the token is empty")
-    if any(ch.isspace() for ch in token) or not token.isprintable() or len(token) > 4096:
-        raise UsageError("the token contains whitespace or unprintable characters; paste it exactly as Meta issued it")
+    problem = token_problem(token)
+    if problem is not None:
+        raise UsageError(problem)
     return token
 
 

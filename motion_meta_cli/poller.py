@@ -21,6 +21,7 @@ import math
 import secrets
 import threading
 import time
+from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
@@ -97,6 +98,13 @@ class Poller:
         self.backlog = ResultBacklog(app.store)
         self._known: list[str] | None = None
         self.current: CycleReport | None = None
+        """The cycle running now (None between cycles)."""
+        self.recent: deque[CycleReport] = deque(maxlen=5)
+        """The last cycles that ended, newest last (live view)."""
+        self.next_start: float | None = None
+        """When the next cycle starts (wall clock), while waiting for it."""
+        self.totals: Counter[str] = Counter()
+        """Cycles, fetched, failed, skipped and lost since the start (the summary when polling stops)."""
 
     def run(self, *, stop: threading.Event, cycles: int | None = None) -> Iterator[CycleReport]:
         """Yield a report per cycle until `stop` is set or `cycles` have run."""
@@ -107,12 +115,23 @@ class Poller:
             done += 1
             next_start = (slot + 1) * self.interval_s
             report.overrun = report.duration_s > self.interval_s
+            self.current = None
+            self.recent.append(report)
+            self.totals.update(
+                cycles=1,
+                fetched=len(report.fetched),
+                failed=len(report.failed),
+                skipped=len(report.skipped_rejected),
+                lost=report.lost,
+            )
             yield report
             if cycles is not None and done >= cycles:
                 break
             delay = next_start - self._wall()
             if delay > 0:
+                self.next_start = next_start
                 stop.wait(delay)
+                self.next_start = None
 
     def run_cycle(self, slot: int, number: int, stop: threading.Event) -> CycleReport:
         """Fetch every customer this instance wins the lease of, in this slot."""

@@ -33,7 +33,7 @@ def poll(
     with reported_errors():
         from motion_meta_cli.app import AppHandler
         from motion_meta_cli.cli.errors import configure_logging, stopped_by_signals
-        from motion_meta_cli.cli.render import live_view, poll_panel, print_json, render_cycle_line
+        from motion_meta_cli.cli.render import live_view, poll_panel, print_json, render_cycle_line, render_poll_summary
         from motion_meta_cli.config import load_settings
         from motion_meta_cli.errors import BackendUnavailableError, ExitCode, UsageError
         from motion_meta_cli.poller import Poller, once_guard, stoppable_sleep
@@ -59,7 +59,7 @@ def poll(
                     )
                     raise typer.Exit(ExitCode.ALREADY_RUNNING)
                 complete = True
-                with live_view(lambda: poll_panel(poller, app), enabled=not as_json) as live:
+                with live_view(lambda: poll_panel(poller, app, once=once), enabled=not as_json) as live:
                     for report in poller.run(stop=stop, cycles=1 if once else cycles):
                         complete = complete and report.complete
                         if as_json:
@@ -67,6 +67,8 @@ def poll(
                         elif not live:
                             render_cycle_line(report)
                         sys.stdout.flush()
+                if live:
+                    render_poll_summary(poller)
             if not poller.backlog.flush(force=True):
                 raise BackendUnavailableError(
                     f"{len(poller.backlog)} fetched result(s) could not be stored: the store did not answer"

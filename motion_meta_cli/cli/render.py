@@ -194,6 +194,7 @@ def stress_panel(progress: StressProgress, app: AppHandler) -> Table:
     table.add_row("succeeded", f"[green]{progress.succeeded}[/]")
     table.add_row("failed", f"[red]{progress.failed}[/]" if progress.failed else "0")
     table.add_row("throttled answers", f"[yellow]{stats.throttles}[/]")
+    table.add_row("waiting on", _waits(app))
     table.add_row("active cooldowns", _cooldowns(app))
     return table
 
@@ -224,20 +225,61 @@ def render_cycle_line(report: CycleReport) -> None:
     )
 
 
-def poll_panel(poller: Poller, app: AppHandler) -> Table:
-    report = poller.current
-    table = Table(title=f"motion-meta poll every {poller.interval_s:g} s", show_header=False, title_justify="left")
+def poll_panel(poller: Poller, app: AppHandler, *, once: bool = False) -> Table:
+    """The poll live view: the cycle running (or the countdown to the next), requests in flight and what
+    they wait on, and the last cycles."""
+    import time
+
+    title = "motion-meta poll --once" if once else f"motion-meta poll every {poller.interval_s:g} s"
+    table = Table(title=title, show_header=False, title_justify="left")
     table.add_column("what", style="bold")
     table.add_column("value")
+    report, next_start = poller.current, poller.next_start
     if report is not None:
-        table.add_row("cycle", f"{report.cycle} (slot {report.slot})")
         table.add_row(
-            "done / failed / skipped", f"{len(report.fetched)} / {len(report.failed)} / {len(report.skipped_rejected)}"
+            "now",
+            f"cycle {report.cycle} (slot {report.slot}): {len(report.fetched)} fetched, {len(report.failed)} failed, "
+            f"{len(report.skipped_rejected)} skipped, {report.taken_elsewhere} taken by other instances",
         )
-        table.add_row("taken by other instances", str(report.taken_elsewhere))
-        table.add_row("last error", report.last_error or "-")
-    table.add_row("active cooldowns", _cooldowns(app))
+    elif next_start is not None:
+        table.add_row("now", f"next cycle in {max(next_start - time.time(), 0):.1f} s")
+    stats = app.moderator.stats
+    table.add_row("requests in flight / waiting", f"{stats.in_flight} / {stats.waiting}")
+    table.add_row("waiting on", _waits(app))
+    latest = report if report is not None else (poller.recent[-1] if poller.recent else None)
+    table.add_row("last error", (latest.last_error if latest is not None else None) or "-")
+    for past in reversed(poller.recent):
+        table.add_row(
+            f"cycle {past.cycle}",
+            f"{len(past.fetched)} fetched, {len(past.failed)} failed, {len(past.skipped_rejected)} skipped, "
+            f"{past.taken_elsewhere} elsewhere, {past.duration_s:.2f} s{' OVERRUN' if past.overrun else ''}",
+        )
     return table
+
+
+def render_poll_summary(poller: Poller) -> None:
+    """One line when polling stops: what every cycle together did."""
+    totals = poller.totals
+    print(
+        f"poll stopped after {totals['cycles']} cycle(s): {totals['fetched']} fetched, {totals['failed']} failed, "
+        f"{totals['skipped']} skipped (rejected credentials), {totals['lost']} lost"
+    )
+
+
+def _waits(app: AppHandler) -> str:
+    """What requests wait on right now, with the scope: `12 on cooldown app (3.1 s left), 2 on probe app`."""
+    waits = app.moderator.stats.waits_now()
+    if not waits:
+        return "nothing"
+    try:
+        left = app.moderator.cooldowns()
+    except Exception:  # a display must never stop the run
+        left = {}
+    parts = []
+    for why, scope, count in waits:
+        detail = f" ({left[scope]:.1f} s left)" if why == "cooldown" and scope in left else ""
+        parts.append(f"{count} on {why} {scope}{detail}")
+    return ", ".join(parts)
 
 
 def render_stored(

@@ -18,6 +18,7 @@ import logging
 import random as _random
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,6 +43,8 @@ class ModerationStats:
     """Counters for live views and summaries; thread-safe."""
 
     waiting: int = 0
+    in_flight: int = 0
+    """Attempts admitted and not yet finished (sent, or about to be)."""
     sent: int = 0
     paused_s: float = 0.0
     """Seconds requests spent between asking to leave and being admitted (or giving up), summed over attempts:
@@ -50,7 +53,21 @@ class ModerationStats:
     probes: int = 0
     first_throttle_at: float | None = None
     """When (on the moderator's clock) the first throttled answer was recorded."""
+    waits: Counter[tuple[str, str]] = field(default_factory=Counter)
+    """Requests waiting right now, by why (cooldown, probe, budget) and scope."""
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def waiting_on(self, why: str, scope: str, delta: int) -> None:
+        """Count a request starting (1) or ending (-1) a wait."""
+        with self._lock:
+            self.waits[(why, scope)] += delta
+            if self.waits[(why, scope)] <= 0:
+                del self.waits[(why, scope)]
+
+    def waits_now(self) -> list[tuple[str, str, int]]:
+        """(why, scope, requests) for every wait going on, most requests first."""
+        with self._lock:
+            return sorted(((why, scope, n) for (why, scope), n in self.waits.items()), key=lambda w: -w[2])
 
     def add(self, **deltas: float) -> None:
         """Add to counters by name."""
@@ -150,7 +167,7 @@ class Moderator:
                     if taken.probe == holder:
                         probes.add(block.scope)
             counted = dict(zip(metered, admitted.counted[len(metered) :], strict=True))
-            self.stats.add(sent=1, probes=1 if probes else 0)
+            self.stats.add(sent=1, probes=1 if probes else 0, in_flight=1)
             if probes:
                 log.info("probing %s", ", ".join(sorted(probes)))
             return Ticket(customer, admitted.now_ms, holder, scopes, counted, named, probes)
@@ -246,6 +263,7 @@ class Moderator:
 
     def finish(self, ticket: Ticket) -> None:
         """The attempt is over, however it ended: give back the probes its answer did not settle."""
+        self.stats.add(in_flight=-1)
         self._end_probes(ticket.probes, ticket.holder)
 
     def name_scopes(self, ticket: Ticket, usage: Usage, handling: ThrottleHandling) -> None:
@@ -358,12 +376,16 @@ class Moderator:
             raise ThrottledError(_gave_up(wait), scope=wait.scope, retry_after_s=wait.ms / 1000)
         step = PROBE_STEP_S if wait.why == "probe" else KEEP_ALIVE_S if keep_alive is not None else seconds
         ended = self._probes_ended
-        while seconds > 0 and (wait.why != "probe" or self._probes_ended == ended):
-            if keep_alive is not None:
-                keep_alive()
-            nap = min(step, seconds)
-            self._sleep(nap)
-            seconds -= nap
+        self.stats.waiting_on(wait.why, wait.scope, 1)
+        try:
+            while seconds > 0 and (wait.why != "probe" or self._probes_ended == ended):
+                if keep_alive is not None:
+                    keep_alive()
+                nap = min(step, seconds)
+                self._sleep(nap)
+                seconds -= nap
+        finally:
+            self.stats.waiting_on(wait.why, wait.scope, -1)
 
 
 def _gave_up(wait: Wait) -> str:

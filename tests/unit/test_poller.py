@@ -316,3 +316,33 @@ def test_cache_db_stays_bounded_over_many_cycles(tmp_path: Path) -> None:
         conn.close()
     # 100 markers, and the leases of the last few slots (each lives three intervals); 50 slots' worth is 5,100.
     assert rows <= 100 + 4 * 100, rows
+
+
+def test_the_live_view_counts_down_shows_what_waits_and_the_last_cycles(tmp_path: Path) -> None:
+    import time as real_time
+
+    from rich.console import Console
+
+    from motion_meta_cli.cli.render import poll_panel
+    from motion_meta_cli.service import CycleReport
+
+    def text(table: object) -> str:
+        console = Console(width=200, record=True)
+        console.print(table)
+        return console.export_text()
+
+    with _open(tmp_path) as app:
+        poller = Poller(app, interval_s=5)
+        done = CycleReport(cycle=1, slot=7, fetched=["a", "b"], failed={"c": "network"}, duration_s=0.5)
+        poller.recent.append(done)
+        poller.next_start = real_time.time() + 3
+        app.moderator.stats.waiting_on("cooldown", "app", 1)
+        view = text(poll_panel(poller, app))
+        assert "motion-meta poll every 5 s" in view
+        assert "next cycle in" in view
+        assert "cycle 1" in view and "2 fetched, 1 failed" in view
+        assert "1 on cooldown app" in view
+        app.moderator.stats.waiting_on("cooldown", "app", -1)
+        once = text(poll_panel(poller, app, once=True))
+        assert "motion-meta poll --once" in once and "every" not in once
+        assert "waiting on" in once and "nothing" in once
