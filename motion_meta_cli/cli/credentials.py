@@ -41,18 +41,15 @@ def show(
         render_credentials([status], as_json=as_json)
 
 
-@app.command("set")
-def set_token(
-    customer: Customer,
-    stray: Annotated[list[str] | None, typer.Argument(hidden=True)] = None,
-) -> None:
+@app.command("set", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def set_token(ctx: typer.Context, customer: Customer) -> None:
     """Store a new token, read from stdin or a hidden prompt (never an argument), and expire the marker."""
     with reported_errors():
         from motion_meta_cli.cli.context import open_app
         from motion_meta_cli.credentials import validate_token
         from motion_meta_cli.errors import UsageError
 
-        if stray:
+        if ctx.args:  # extra arguments are taken in, not refused by Click, so that a token is never echoed
             # Caught here so the value is never echoed back the way Click reports unexpected arguments.
             raise UsageError(
                 "a token must not be passed as an argument (shell history, process lists); "
