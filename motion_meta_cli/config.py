@@ -17,7 +17,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import SplitResult, urlsplit
 
 from dotenv.parser import parse_stream
@@ -293,6 +293,8 @@ class Settings(BaseSettings):
     meta_user_fields: str = "id,name"
     """Fields requested from `/me` when a command does not say."""
     motion_meta_log_level: str = "WARNING"
+    motion_meta_log_format: Literal["text", "json"] = "text"
+    """`json`: one JSON object per log line on stderr (time, level, logger, message and context fields)."""
     motion_meta_cache_url: str | None = None
     """`sqlite:///PATH` (default: cache.db under the home) or `redis://host:port/db` (`rediss://` for TLS)."""
     motion_meta_store_url: str | None = None

@@ -1,4 +1,4 @@
-"""Logging rules every entry point applies (CLI, Lambda): SDK loggers never run at DEBUG."""
+"""Logging rules every entry point applies (CLI, Lambda): SDK loggers never run at DEBUG; lines as text or JSON."""
 
 from __future__ import annotations
 
@@ -13,3 +13,20 @@ def quiet_sdk_loggers() -> None:
     for name in SDK_LOGGERS:
         logger = logging.getLogger(name)
         logger.setLevel(max(logger.getEffectiveLevel(), logging.INFO))
+
+
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+CONTEXT_FIELDS = ("customer", "scope", "cycle", "slot", "attempt", "wait_s")
+"""What a log call may pass in `extra=`; the JSON format shows those present."""
+
+
+def json_formatter() -> logging.Formatter:
+    """One JSON object per line: `time` (ISO 8601, UTC), `level`, `logger`, `message`, and any context field."""
+    from pythonjsonlogger.json import JsonFormatter
+
+    return JsonFormatter(
+        "{levelname}{name}{message}",
+        style="{",
+        rename_fields={"levelname": "level", "name": "logger"},
+        timestamp="time",
+    )

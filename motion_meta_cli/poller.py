@@ -145,7 +145,12 @@ class Poller:
         except MotionMetaError as exc:  # the store away, or its table gone until `store init`
             if self._known is None:
                 raise
-            log.warning("%s; polling the %d customers known from the last cycle", exc, len(self._known))
+            log.warning(
+                "%s; polling the %d customers known from the last cycle",
+                exc,
+                len(self._known),
+                extra={"cycle": number, "slot": slot},
+            )
             names = self._known
         self._app.service.run_cycle(names, leases=leases, stop=stop, backlog=self.backlog, report=report)
         report.duration_s = self._wall() - report.started_at

@@ -169,14 +169,19 @@ class MetaRequestManager:
                 if failures >= config.retry.max_attempts:
                     raise NetworkError(f"{problem} (gave up after {failures} attempts)") from None
                 delay = policy.backoff_s(failures)
-                log.info("%s; retrying in %.2f s", problem, delay)
+                log.info("%s; retrying in %.2f s", problem, delay, extra=_context(customer, attempts, delay))
                 self._sleep(delay)
                 continue
             if outcome.kind is ErrorKind.TRANSIENT:
                 failures += 1
             decision = policy.decide(outcome, failures=failures)
             if isinstance(decision, RetryAfter):
-                log.info("transient failure (%s); retrying in %.2f s", decision.reason, decision.delay_s)
+                log.info(
+                    "transient failure (%s); retrying in %.2f s",
+                    decision.reason,
+                    decision.delay_s,
+                    extra=_context(customer, attempts, decision.delay_s),
+                )
                 self._sleep(decision.delay_s)
                 continue
             raise _error_for(outcome, decision.reason, secret)
@@ -226,6 +231,11 @@ class MetaRequestManager:
             return
         with self.slots.hold(customer, wait_s=wait_s) as lease:
             yield lease.renew
+
+
+def _context(customer: str, attempt: int, wait_s: float) -> dict[str, object]:
+    """The context fields of a retry's log line (MOTION_META_LOG_FORMAT=json shows them)."""
+    return {"customer": customer, "attempt": attempt, "wait_s": round(wait_s, 3)}
 
 
 def _pooled_session(max_connections: int) -> requests.Session:

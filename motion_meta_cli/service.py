@@ -246,13 +246,13 @@ class MetaUserService:
             result = FetchResult(customer=customer, fetched_at=self._now(), user=user)
         except CredentialsRejectedError as exc:
             if self._credentials is not None and self._credentials.mark_rejected(customer):
-                log.warning("%s; skipping %s until its credentials change", exc, customer)
+                log.warning("%s; skipping %s until its credentials change", exc, customer, extra={"customer": customer})
             result = FetchResult(customer=customer, fetched_at=self._now(), error=exc)
         except MotionMetaError as exc:
-            log.info("fetching %s failed: %s", customer, exc)
+            log.info("fetching %s failed: %s", customer, exc, extra={"customer": customer})
             result = FetchResult(customer=customer, fetched_at=self._now(), error=exc)
         except Exception as exc:  # a bug must cost one customer, not the whole run
-            log.exception("fetching %s failed unexpectedly", customer)
+            log.exception("fetching %s failed unexpectedly", customer, extra={"customer": customer})
             failure = MotionMetaError(f"internal error while fetching {customer!r}: {type(exc).__name__}")
             result = FetchResult(customer=customer, fetched_at=self._now(), error=failure)
         if not isinstance(result.error, StoppedError):  # never sent: nothing happened worth recording

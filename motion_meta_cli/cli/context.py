@@ -10,5 +10,5 @@ from motion_meta_cli.config import load_settings
 def open_app() -> AppHandler:
     """The application as the environment and `.env` configure it; use it in a `with` block."""
     settings = load_settings()
-    configure_logging(settings.motion_meta_log_level)
+    configure_logging(settings.motion_meta_log_level, settings.motion_meta_log_format)
     return AppHandler.from_settings(settings)

@@ -14,7 +14,7 @@ from typing import Any
 import typer
 
 from motion_meta_cli.errors import ExitCode, MotionMetaError
-from motion_meta_cli.logs import quiet_sdk_loggers
+from motion_meta_cli.logs import TEXT_FORMAT, json_formatter, quiet_sdk_loggers
 
 DEBUG_VARIABLE = "MOTION_META_DEBUG"
 
@@ -46,10 +46,11 @@ def reported_errors() -> Iterator[None]:
         raise typer.Exit(ExitCode.INTERNAL) from None
 
 
-def configure_logging(level: str) -> None:
-    """Log to stderr at `level` (MOTION_META_LOG_LEVEL), never to stdout where JSON goes."""
+def configure_logging(level: str, log_format: str = "text") -> None:
+    """Log to stderr at `level` (MOTION_META_LOG_LEVEL), never to stdout where JSON goes; as text or, with
+    `log_format` "json" (MOTION_META_LOG_FORMAT), one JSON object per line."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(json_formatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT))
     root = logging.getLogger("motion_meta_cli")
     root.handlers[:] = [handler]
     root.setLevel(level)

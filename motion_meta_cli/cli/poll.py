@@ -48,7 +48,7 @@ def poll(
         settings = load_settings()
         if concurrency is not None:
             settings = settings.model_copy(update={"motion_meta_concurrency": concurrency})
-        configure_logging(settings.motion_meta_log_level)
+        configure_logging(settings.motion_meta_log_level, settings.motion_meta_log_format)
         stop = threading.Event()
         with stopped_by_signals(stop), AppHandler(settings, sleep=stoppable_sleep(stop)) as app:
             poller = Poller(app, interval_s=interval, customers=names, concurrency=settings.motion_meta_concurrency)

@@ -34,7 +34,7 @@ def stress(
 
         total = requests if requests is not None else 4 * concurrency
         settings = stress_settings(load_settings(), concurrency=concurrency, pacing=pacing)
-        configure_logging(settings.motion_meta_log_level)
+        configure_logging(settings.motion_meta_log_level, settings.motion_meta_log_format)
         progress = StressProgress(total, concurrency)
         stop = threading.Event()
         with (

@@ -169,7 +169,7 @@ class Moderator:
             counted = dict(zip(metered, admitted.counted[len(metered) :], strict=True))
             self.stats.add(sent=1, probes=1 if probes else 0, in_flight=1)
             if probes:
-                log.info("probing %s", ", ".join(sorted(probes)))
+                log.info("probing %s", ", ".join(sorted(probes)), extra={"customer": customer})
             return Ticket(customer, admitted.now_ms, holder, scopes, counted, named, probes)
         except BaseException:
             self._end_probes(probes, holder)
@@ -250,6 +250,7 @@ class Moderator:
                 scope,
                 pause.clamped_from_s,
                 pause.duration_s,
+                extra={"scope": scope, "customer": ticket.customer, "wait_s": round(pause.duration_s, 3)},
             )
         if pause.new:
             log.warning(
@@ -258,6 +259,7 @@ class Moderator:
                 classification.reason,
                 pause.duration_s,
                 " (Meta's estimate)" if pause.from_eta else f" (strike {pause.strikes})",
+                extra={"scope": scope, "customer": ticket.customer, "wait_s": round(pause.duration_s, 3)},
             )
         return pause.duration_s
 
