@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from importlib.util import find_spec
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from motion_meta_cli.config import Settings
-from motion_meta_cli.errors import ConfigError
+from motion_meta_cli.config import Settings, masked_url
+from motion_meta_cli.errors import ConfigError, MotionMetaError
 from motion_meta_cli.moderation.state import ModerationState
 from motion_meta_cli.storage.base import Cache, CustomerStore, SecretsStore
+
+if TYPE_CHECKING:
+    from motion_meta_cli.app import AppHandler
 
 
 def _missing_extra(variable: str, extra: str) -> ConfigError:
@@ -77,3 +83,28 @@ def build_moderation(settings: Settings, cache: Cache) -> ModerationState:
     if not isinstance(cache, RedisCache):
         raise TypeError(f"no moderation state for {type(cache).__name__}")
     return FailSafeState(RedisState(cache))
+
+
+PING_KEY = "config-check"
+
+
+def ping_backends(app: AppHandler) -> list[tuple[str, str, str | None, float]]:
+    """Ask the cache, the store and the secrets store one cheap question each: (name, where, problem or None,
+    seconds). A backend that cannot be built counts as not answering."""
+    settings = app.settings
+    checks: list[tuple[str, str, Callable[[], object]]] = [
+        ("cache", settings.cache_backend.url, lambda: app.cache.get(PING_KEY)),
+        ("store", settings.store_backend.url, lambda: app.store.get_note(PING_KEY)),
+        ("secrets", settings.secrets_backend.url, lambda: app.secrets.has_secret(PING_KEY)),
+    ]
+    results: list[tuple[str, str, str | None, float]] = []
+    for name, url, ask in checks:
+        where = masked_url(url)
+        start = time.monotonic()
+        try:
+            ask()
+            problem = None
+        except MotionMetaError as exc:
+            problem = exc.message
+        results.append((name, where, problem, time.monotonic() - start))
+    return results

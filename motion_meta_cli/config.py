@@ -504,3 +504,37 @@ def _explain(error: Any) -> str:
     if error["type"] == "extra_forbidden":
         return "is not a setting motion-meta knows (check the spelling against .env.example)"
     return str(error["msg"]).removeprefix("Value error, ")
+
+
+def describe_settings(settings: Settings, env_file: Path = Path(".env")) -> dict[str, Any]:
+    """Every setting's effective value and where it came from (`environment`, `.env` or `default`), the
+    token masked, and the Meta platform config each endpoint gets after its overrides (`config show`)."""
+    from dotenv import dotenv_values
+
+    in_file = {key.upper() for key in dotenv_values(env_file)} if env_file.is_file() else set()
+    values = settings.model_dump(mode="json")
+    described: dict[str, Any] = {}
+    for name in Settings.model_fields:
+        variable = name.upper()
+        nested = f"{variable}__"
+        if variable in os.environ or any(key.startswith(nested) for key in os.environ):
+            source = "environment"
+        elif variable in in_file or any(key.startswith(nested) for key in in_file):
+            source = ".env"
+        else:
+            source = "default"
+        value = values[name]
+        if name == "meta_access_token" and settings.meta_access_token is not None:
+            token = settings.meta_access_token.get_secret_value()
+            value = f"{token[:4]}…{token[-4:]}" if len(token) >= 16 else "…"
+        if name.endswith("_url") and isinstance(value, str):
+            value = masked_url(value)
+        described[variable] = {"value": value, "source": source}
+    endpoints = {"me", *settings.meta_endpoints}
+    merged = {name: settings.platform_for(name).model_dump(mode="json") for name in sorted(endpoints)}
+    return {"settings": described, "endpoints": merged}
+
+
+def masked_url(url: str) -> str:
+    """`url` with any password in it replaced by `***` (a Redis URL may carry one)."""
+    return re.sub(r"(//[^/:@]*:)[^/@]*@", r"\1***@", url)

@@ -9,7 +9,19 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from motion_meta_cli.cli import credentials, customers, demo, emulator, fetch, moderation, poll, show, store, stress
+from motion_meta_cli.cli import (
+    config_cmd,
+    credentials,
+    customers,
+    demo,
+    emulator,
+    fetch,
+    moderation,
+    poll,
+    show,
+    store,
+    stress,
+)
 
 
 class OneLineErrors(TyperGroup):
@@ -68,6 +80,7 @@ app.add_typer(customers.app, name="customers")
 app.add_typer(credentials.app, name="credentials")
 app.add_typer(store.app, name="store")
 app.add_typer(moderation.app, name="moderation")
+app.add_typer(config_cmd.app, name="config")
 
 
 def _version(value: bool) -> None:

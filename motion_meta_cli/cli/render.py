@@ -324,3 +324,21 @@ def render_stored(
             detail = "" if entry["ok"] else escape(str(entry["error_message"] or ""))
             recent.add_row(str(entry["fetched_at"]), outcome, detail)
         stdout.print(recent)
+
+
+def render_settings(described: dict[str, Any]) -> None:
+    """`config show`: one row per setting (value, source), then the merged Meta config per endpoint."""
+    table = Table("setting", "value", "source", title="effective settings", title_justify="left")
+    for variable, entry in described["settings"].items():
+        value = entry["value"]
+        shown = json.dumps(value, ensure_ascii=False) if isinstance(value, (dict, list)) else str(value)
+        if variable in ("META_PLATFORM", "META_ENDPOINTS"):
+            shown = "(see per endpoint below)"
+        table.add_row(variable, escape(shown), entry["source"])
+    stdout.print(table)
+    for endpoint, platform in described["endpoints"].items():
+        merged = Table("block", "setting", "value", title=f"Meta config for /{endpoint}", title_justify="left")
+        for block, fields in platform.items():
+            for key, value in fields.items():
+                merged.add_row(block, key, escape(json.dumps(value, ensure_ascii=False)))
+        stdout.print(merged)
