@@ -20,6 +20,7 @@ from typing import TypeVar
 
 from pydantic import SecretStr
 
+from motion_meta_cli import metrics
 from motion_meta_cli.config import token_problem
 from motion_meta_cli.errors import (
     BackendUnavailableError,
@@ -231,6 +232,7 @@ class CredentialsManager:
         }
 
     def _read(self, customer: str) -> _Held:
+        metrics.secrets_reads.inc()
         record = self._secrets.get_secret(customer)
         held = _Held(record.token, record.version, self._clock())
         with self._lock:
@@ -263,6 +265,8 @@ class CredentialsManager:
                 marker = self._marker(customer) if leased or seen is None else seen
                 if only_if_stale and (held := self._valid_held(customer, marker)) is not None:
                     return held.token
+                metrics.credential_refreshes.inc()
+                metrics.secrets_reads.inc()
                 record = self._secrets.get_secret(customer)
                 if marker is None or marker.version != record.version:
                     self._cache.set(marker_key(customer), Marker(record.version, self._wall_clock()).dump())

@@ -24,7 +24,9 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from http.server import ThreadingHTTPServer
 
+from motion_meta_cli import metrics
 from motion_meta_cli.app import AppHandler
 from motion_meta_cli.errors import MotionMetaError, StoppedError
 from motion_meta_cli.service import CycleReport, ResultBacklog, SlotLeases
@@ -103,6 +105,8 @@ class Poller:
         """The last cycles that ended, newest last (live view)."""
         self.next_start: float | None = None
         """When the next cycle starts (wall clock), while waiting for it."""
+        self.last_cycle_started: float | None = None
+        """When (wall clock) the last cycle began: `/livez` says the loop is alive while it is recent."""
         self.totals: Counter[str] = Counter()
         """Cycles, fetched, failed, skipped and lost since the start (the summary when polling stops)."""
 
@@ -117,6 +121,17 @@ class Poller:
             report.overrun = report.duration_s > self.interval_s
             self.current = None
             self.recent.append(report)
+            metrics.cycles.observe(report.duration_s)
+            for result, count in (
+                ("fetched", len(report.fetched)),
+                ("failed", len(report.failed)),
+                ("skipped", len(report.skipped_rejected)),
+                ("taken_elsewhere", report.taken_elsewhere),
+            ):
+                metrics.cycle_customers.labels(result).inc(count)
+            if report.overrun:
+                metrics.overruns.inc()
+            self.last_cycle_started = report.started_at
             self.totals.update(
                 cycles=1,
                 fetched=len(report.fetched),
@@ -163,3 +178,24 @@ class Poller:
             names = [self._app.store.get_customer(name).name for name in self._customers]
         self._known = names
         return names
+
+
+def serve_health(port: int, poller: Poller, app: AppHandler, interval_s: float) -> ThreadingHTTPServer:
+    """`/metrics`, and the probes: `/livez` while the loop runs (its last cycle began within two intervals),
+    `/readyz` while the cache, the store and the secrets store answer and moderation is shared."""
+    from motion_meta_cli.backends import ping_backends
+
+    started = time.time()
+
+    def live() -> tuple[bool, dict[str, object]]:
+        last = poller.last_cycle_started if poller.current is None else poller.current.started_at
+        since = time.time() - (last if last is not None else started)
+        return since <= 2 * interval_s, {"last_cycle_started_s_ago": round(since, 3)}
+
+    def ready() -> tuple[bool, dict[str, object]]:
+        backends = {name: problem or "ok" for name, _, problem, _ in ping_backends(app)}
+        in_process = bool(getattr(app.moderator.state, "degraded", False))
+        ok = all(state == "ok" for state in backends.values()) and not in_process
+        return ok, {"backends": backends, "moderation_in_process": in_process}
+
+    return metrics.serve(port, live=live, ready=ready)

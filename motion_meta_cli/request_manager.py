@@ -25,7 +25,7 @@ import requests
 from pydantic import SecretStr
 from requests.adapters import HTTPAdapter
 
-from motion_meta_cli import __version__
+from motion_meta_cli import __version__, metrics
 from motion_meta_cli.config import MetaPlatformConfig
 from motion_meta_cli.errors import (
     CredentialsRejectedError,
@@ -149,13 +149,17 @@ class MetaRequestManager:
         }
         start = self._clock()
         attempts = failures = throttles = 0
+        name = endpoint.split("/")[0]
         while True:
             budget_s = max(config.throttle.give_up_after_s - (self._clock() - start), 0.0)
             attempts += 1
+            if attempts > 1:
+                metrics.retries.labels(name).inc()
             with self._slot(customer, config, capped, budget_s) as keep_alive:
                 outcome = self._attempt(
                     url, params, headers, customer, config, rules, header_names, budget_s, keep_alive
                 )
+            metrics.requests.labels(name, _outcome(outcome)).inc()
             if isinstance(outcome, tuple):
                 response, usage = outcome
                 waited = self._clock() - start
@@ -206,10 +210,14 @@ class MetaRequestManager:
         )
         try:
             timeout = (config.retry.connect_timeout_s, config.retry.read_timeout_s)
+            sent = time.perf_counter()
             try:
                 response = self._session.get(url, params=params, headers=headers, timeout=timeout)
             except requests.RequestException as exc:
                 return exc
+            finally:
+                endpoint = url[len(self._base) :].split("/")[0]
+                metrics.request_seconds.labels(endpoint).observe(time.perf_counter() - sent)
             usage = parse_usage(response.headers, header_names)
             classification = classify_response(response.status_code, response.content, usage, rules)
             if classification is not None and classification.kind is ErrorKind.THROTTLED:
@@ -231,6 +239,24 @@ class MetaRequestManager:
             return
         with self.slots.hold(customer, wait_s=wait_s) as lease:
             yield lease.renew
+
+
+def _outcome(outcome: object) -> str:
+    """The metrics label of one attempt's outcome."""
+    if isinstance(outcome, tuple):
+        return "ok"
+    if isinstance(outcome, requests.RequestException):
+        return "network"
+    kind = outcome.kind if isinstance(outcome, Classification) else None
+    if kind is ErrorKind.THROTTLED:
+        return "throttled"
+    if kind is ErrorKind.TRANSIENT:
+        return "transient"
+    if kind is ErrorKind.AUTH:
+        return "rejected"
+    if kind in (ErrorKind.PERMISSION, ErrorKind.POLICY_BLOCK, ErrorKind.INVALID_REQUEST):
+        return "refused"
+    return "upstream"
 
 
 def _context(customer: str, attempt: int, wait_s: float) -> dict[str, object]:

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from motion_meta_cli import metrics
 from motion_meta_cli.agent import MetaUserAgent
 from motion_meta_cli.credentials import CredentialsManager
 from motion_meta_cli.errors import BackendUnavailableError, CredentialsRejectedError, MotionMetaError, StoppedError
@@ -117,6 +118,7 @@ class SlotLeases:
         try:
             return self.cache.add_many(keys, self.owner, 3 * self.interval_s)
         except BackendUnavailableError as exc:
+            metrics.backend_errors.labels("cache").inc()
             log.warning("%s; fetching without per-slot leases until it answers", exc)
             return [True] * len(customers)
 
@@ -201,6 +203,7 @@ class ResultBacklog:
                 try:
                     self._store.save_results(batch)
                 except MotionMetaError as exc:
+                    metrics.backend_errors.labels("store").inc()
                     with self._lock:
                         self._pending.extendleft(reversed(batch))
                         waiting = len(self._pending)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import threading
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -28,15 +29,26 @@ def poll(
         ),
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per cycle on stdout.")] = False,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            min=1, max=65535, help="Serve /metrics, /livez and /readyz on this port (or MOTION_META_METRICS_PORT)."
+        ),
+    ] = None,
+    metrics_file: Annotated[
+        Path | None,
+        typer.Option(help="Write the metrics to this file when done (Prometheus textfile collector), for cron."),
+    ] = None,
 ) -> None:
     """Fetch every active customer once per interval, sharing the work with other instances."""
     with reported_errors():
+        from motion_meta_cli import metrics
         from motion_meta_cli.app import AppHandler
         from motion_meta_cli.cli.errors import configure_logging, stopped_by_signals
         from motion_meta_cli.cli.render import live_view, poll_panel, print_json, render_cycle_line, render_poll_summary
         from motion_meta_cli.config import load_settings
         from motion_meta_cli.errors import BackendUnavailableError, ExitCode, UsageError
-        from motion_meta_cli.poller import Poller, once_guard, stoppable_sleep
+        from motion_meta_cli.poller import Poller, once_guard, serve_health, stoppable_sleep
 
         if once and cycles is not None:
             raise UsageError("--once runs one cycle; leave out --cycles (or drop --once)")
@@ -52,7 +64,14 @@ def poll(
         stop = threading.Event()
         with stopped_by_signals(stop), AppHandler(settings, sleep=stoppable_sleep(stop)) as app:
             poller = Poller(app, interval_s=interval, customers=names, concurrency=settings.motion_meta_concurrency)
+            metrics.watch(app.moderator, settings.meta_api_version)
+            port = metrics_port if metrics_port is not None else settings.motion_meta_metrics_port
             with contextlib.ExitStack() as held:
+                if port is not None:
+                    server = serve_health(port, poller, app, interval)
+                    held.callback(server.shutdown)
+                if metrics_file is not None:
+                    held.callback(metrics.write_textfile, metrics_file)
                 if once and not held.enter_context(once_guard(app.cache)):
                     typer.echo(
                         "error: another `poll --once` run is still going (overlap guard); not starting", err=True

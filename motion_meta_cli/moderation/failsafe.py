@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
+from motion_meta_cli import metrics
 from motion_meta_cli.errors import BackendUnavailableError
 from motion_meta_cli.moderation.rules import Limit
 from motion_meta_cli.moderation.state import Admission as Admitted
@@ -48,6 +49,7 @@ class FailSafeState:
         try:
             result = operation(self.shared)
         except BackendUnavailableError as exc:
+            metrics.backend_errors.labels("moderation").inc()
             first = self._breaker.closed
             self._breaker.failed(admission)
             if first:

@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from motion_meta_cli import metrics
 from motion_meta_cli.config import ThrottleHandling
 from motion_meta_cli.errors import ThrottledError
 from motion_meta_cli.meta import Classification, Usage
@@ -242,6 +243,7 @@ class Moderator:
         if not scope.startswith(("app", "user:")):
             self._name(ticket, {scope}, handling)
         self.stats.add(throttles=1)
+        metrics.throttles.labels(metrics.scope_kind(scope)).inc()
         if self.stats.first_throttle_at is None:
             self.stats.first_throttle_at = self._clock()
         if pause.clamped_from_s is not None:
@@ -377,7 +379,7 @@ class Moderator:
         if self._clock() - start + seconds > budget_s:
             raise ThrottledError(_gave_up(wait), scope=wait.scope, retry_after_s=wait.ms / 1000)
         step = PROBE_STEP_S if wait.why == "probe" else KEEP_ALIVE_S if keep_alive is not None else seconds
-        ended = self._probes_ended
+        ended, napped = self._probes_ended, 0.0
         self.stats.waiting_on(wait.why, wait.scope, 1)
         try:
             while seconds > 0 and (wait.why != "probe" or self._probes_ended == ended):
@@ -386,8 +388,10 @@ class Moderator:
                 nap = min(step, seconds)
                 self._sleep(nap)
                 seconds -= nap
+                napped += nap
         finally:
             self.stats.waiting_on(wait.why, wait.scope, -1)
+            metrics.waits.labels(wait.why).observe(napped)
 
 
 def _gave_up(wait: Wait) -> str:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from motion_meta_cli import metrics
 from motion_meta_cli.errors import ThrottledError
 from motion_meta_cli.moderation.state import ModerationState, holder_id
 
@@ -81,7 +82,9 @@ class CustomerSlots:
         """Hold one of `limit` slots of `customer` for the block; ThrottledError after `wait_s` without one."""
         holder, start, poll = holder_id(), self.clock(), self.POLL_S[0]
         take = _taking(holder, self.limit, int(self.lease_s * 1000))
+        waited = False
         while holder not in (self.state.update(f"slots:{customer}", take) or {}).get("holders", {}):
+            waited = True
             if self.clock() - start + poll > wait_s:
                 raise ThrottledError(
                     f"customer {customer!r} already has {self.limit} request(s) in flight "
@@ -91,6 +94,8 @@ class CustomerSlots:
                 )
             self._sleep(poll)
             poll = min(poll * 2, self.POLL_S[1])
+        if waited:
+            metrics.waits.labels("customer_cap").observe(self.clock() - start)
         try:
             yield SlotLease(self, customer, holder)
         finally:

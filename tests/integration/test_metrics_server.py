@@ -1,0 +1,60 @@
+"""`poll --metrics-port`: /metrics, /livez and /readyz served from a running poll, against the emulator."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from motion_meta_cli.emulator import DEMO_TOKEN
+from tests.integration.conftest import free_port
+from tests.integration.helpers import emulator_process
+
+pytestmark = pytest.mark.integration
+
+
+def _get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            return answer.status, answer.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def test_a_running_poll_serves_metrics_and_health(tmp_path: Path) -> None:
+    port = free_port()
+    with emulator_process("--accept-any-token") as url:
+        env = {**os.environ, "META_GRAPH_URL": url, "META_ACCESS_TOKEN": DEMO_TOKEN}
+        command = [sys.executable, "-m", "motion_meta_cli", "poll", "--interval", "1", "--cycles", "30"]
+        with subprocess.Popen(
+            [*command, "--json", "--metrics-port", str(port)],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        ) as proc:
+            try:
+                assert proc.stdout is not None
+                first_cycle = json.loads(proc.stdout.readline())  # the first cycle has run
+                assert first_cycle["fetched"] == 1
+                status, metrics = _get(f"http://127.0.0.1:{port}/metrics")
+                assert status == 200
+                assert 'motion_meta_poll_customers_total{result="fetched"}' in metrics
+                assert 'motion_meta_graph_requests_total{endpoint="me",outcome="ok"}' in metrics
+                assert DEMO_TOKEN not in metrics
+                live_status, live = _get(f"http://127.0.0.1:{port}/livez")
+                assert live_status == 200 and json.loads(live)["status"] == "ok"
+                ready_status, ready = _get(f"http://127.0.0.1:{port}/readyz")
+                assert ready_status == 200, ready
+                assert json.loads(ready)["backends"] == {"cache": "ok", "store": "ok", "secrets": "ok"}
+            finally:
+                proc.terminate()
+                proc.wait(timeout=30)
