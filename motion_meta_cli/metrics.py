@@ -19,6 +19,7 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
     Counter,
+    Gauge,
     Histogram,
     Info,
     generate_latest,
@@ -32,6 +33,7 @@ from motion_meta_cli import __version__
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
 
+    from motion_meta_cli.meta import Usage
     from motion_meta_cli.moderation.moderator import Moderator
 
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -73,6 +75,26 @@ backend_errors = Counter(
     "motion_meta_backend_errors_total", "Calls to a backend that did not answer, by backend.", ["backend"]
 )
 build = Info("motion_meta_build", "The running motion-meta.")
+usage = Gauge(
+    "motion_meta_usage_ratio",
+    "Meta's last reported usage (0-1) by scope kind (app, business_use_case), use case and counter.",
+    ["scope_kind", "use_case", "counter"],
+)
+
+
+def record_usage(reading: Usage) -> None:
+    """Keep the counters of one answer's usage headers (the app's, and each business use case's)."""
+    if reading.app is not None:
+        _set_counters("app", "", reading.app)
+    for entry in reading.business_use_cases:
+        _set_counters("business_use_case", entry.type or "unknown", entry)
+
+
+def _set_counters(kind: str, use_case: str, counters: object) -> None:
+    for counter in ("call_count", "total_cputime", "total_time"):
+        value = getattr(counters, f"{counter}_pct", None)
+        if value is not None:
+            usage.labels(kind, use_case, counter).set(value / 100)
 
 
 def scope_kind(scope: str) -> str:

@@ -190,6 +190,7 @@ class Moderator:
         """An answer that was no throttle (a success or another error): end strikes, recovery and probes,
         learn budgets from its readings, and remember the scopes it named."""
         self.name_scopes(ticket, usage, handling)
+        metrics.record_usage(usage)
         readings: dict[str, float | None] = {APP: usage.app.max_pct if usage.app is not None else None}
         for entry in usage.business_use_cases:
             if entry.type is not None and entry.max_pct is not None:

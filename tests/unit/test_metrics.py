@@ -41,6 +41,7 @@ def test_poll_once_writes_the_metrics_in_the_textfile_format(tmp_path: Path) -> 
     assert "motion_meta_graph_request_duration_seconds_bucket" in text
     assert "motion_meta_poll_cycle_duration_seconds_count" in text
     assert "motion_meta_moderation_in_process 0.0" in text
+    assert 'motion_meta_usage_ratio{counter="call_count",scope_kind="app",use_case=""} 0.03' in text
     assert re.search(r'motion_meta_build_info\{api_version="v25.0",version="[^"]+"\} 1.0', text)
     assert CANARY not in text
     names = set(re.findall(r"^# TYPE (\w+) (\w+)", text, flags=re.MULTILINE))
