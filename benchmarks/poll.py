@@ -271,9 +271,9 @@ def _plain(url: str, customers: int, concurrency: int) -> PlainRun:
 def _warm(template: Seeded, work: Path) -> Seeded:
     """A copy of `template` whose moderation already knows the app's budget, as every cycle after an instance's
     first does: one `motion-meta fetch` of the first customer, against an emulator of its own."""
-    home = work / "template-warm"
+    home = work / f"{template.path.name}-warm"
     shutil.copytree(template.path, home)
-    emulator, url = start_emulator(work, "emulator-warm", "--accept-any-token")
+    emulator, url = start_emulator(work, f"emulator-{home.name}", "--accept-any-token")
     try:
         env = clean_env(MOTION_META_HOME=str(home), META_GRAPH_URL=url)
         command = [sys.executable, "-m", "motion_meta_cli", "fetch", "--customer", _name(0)]
