@@ -172,7 +172,7 @@ class AppHandler:
             close = getattr(self.moderator.state, "close", None)
             if close is not None:
                 close()
-        for name in ("cache", "store"):
+        for name in ("cache", "store", "secrets"):
             if name in built:
                 built[name].close()
 

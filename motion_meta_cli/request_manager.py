@@ -17,6 +17,7 @@ import random as _random
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -152,6 +153,9 @@ class MetaRequestManager:
         name = endpoint.split("/")[0]
         while True:
             budget_s = max(config.throttle.give_up_after_s - (self._clock() - start), 0.0)
+            deadline = DEADLINE.get()
+            if deadline is not None:  # a Lambda invocation ends then: no wait may outlast it
+                budget_s = min(budget_s, max(deadline - time.monotonic(), 0.0))
             attempts += 1
             if attempts > 1:
                 metrics.retries.labels(name).inc()
@@ -239,6 +243,11 @@ class MetaRequestManager:
             return
         with self.slots.hold(customer, wait_s=wait_s) as lease:
             yield lease.renew
+
+
+DEADLINE: ContextVar[float | None] = ContextVar("motion_meta_deadline", default=None)
+"""When (time.monotonic()) the work in this context must be done: waits are cut to it (see `lambda_handler`).
+Worker threads of a cycle see it through `contextvars.copy_context()`."""
 
 
 def _outcome(outcome: object) -> str:

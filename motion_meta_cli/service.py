@@ -14,6 +14,7 @@ results wait in a bounded backlog and go out with the next store call that works
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import itertools
 import logging
 import random
@@ -299,7 +300,8 @@ class MetaUserService:
 
         workers = max(1, min(self._max_workers, len(names)))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fetch") as pool:
-            for future in [pool.submit(worker) for _ in range(workers)]:
+            # Each worker runs in a copy of this context, so that a deadline set by the caller holds there too.
+            for future in [pool.submit(contextvars.copy_context().run, worker) for _ in range(workers)]:
                 future.result()
         claimed, unclaimed = work.abandon()  # stopped: claimed or not, these were never sent
         report.not_started += len(claimed) + unclaimed

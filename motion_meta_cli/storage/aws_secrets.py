@@ -50,6 +50,7 @@ class AwsSecretsStore:
                 f"invalid AWS Secrets Manager prefix {prefix!r}: use letters, digits and / _ + = . @ - only"
             )
         self.prefix = prefix
+        self._owns_client = client is None
         self._client: SecretsManagerClient = client if client is not None else aws_client("secretsmanager")
 
     def secret_name(self, customer: str) -> str:
@@ -88,6 +89,11 @@ class AwsSecretsStore:
         value = _replace_token(None if current is None else _raw_value(current), token)
         with aws_errors(SERVICE):
             return self._client.put_secret_value(SecretId=name, SecretString=value)["VersionId"]
+
+    def close(self) -> None:
+        """Close the Secrets Manager client's connections, if this store created the client."""
+        if self._owns_client:
+            self._client.close()
 
     def put_secrets(self, tokens: dict[str, str]) -> dict[str, str]:
         """`put_secret` for each: Secrets Manager writes one secret per call."""

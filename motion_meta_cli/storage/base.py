@@ -163,3 +163,7 @@ class SecretsStore(Protocol):
     def has_secret(self, customer: str) -> bool:
         """Whether a token is stored for `customer`."""
         ...
+
+    def close(self) -> None:
+        """Release the client's connections (a no-op for a file)."""
+        ...

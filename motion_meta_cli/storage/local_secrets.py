@@ -80,6 +80,9 @@ class LocalSecretsStore:
             self._write(data)
         return versions
 
+    def close(self) -> None:
+        """Nothing to release: the file is opened per read and write."""
+
     def has_secret(self, customer: str) -> bool:
         """Whether a token is stored for `customer`."""
         return self._entry(customer) is not None

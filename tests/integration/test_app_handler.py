@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from motion_meta_cli import lambda_handler
 from motion_meta_cli.app import AppHandler
 from motion_meta_cli.config import Settings
 from motion_meta_cli.emulator import DEMO_TOKEN, EmulatorConfig, GraphEmulator, default_directory
@@ -13,6 +15,25 @@ from motion_meta_cli.errors import UnknownCustomerError, UsageError
 from motion_meta_cli.lambda_handler import handler
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(autouse=True)
+def fresh_execution_environment() -> Iterator[None]:
+    """Each test is a new Lambda execution environment: the AppHandler it builds is closed afterwards."""
+    yield
+    if lambda_handler._app is not None:
+        lambda_handler._app.close()
+        lambda_handler._app = None
+
+
+class Context:
+    """The part of Lambda's context object the handler reads."""
+
+    def __init__(self, remaining_ms: int) -> None:
+        self.remaining_ms = remaining_ms
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_ms
 
 
 def test_handle_request_fetches_every_active_customer(home: Path) -> None:
@@ -42,3 +63,24 @@ def test_lambda_handler_uses_the_environment(home: Path, monkeypatch: pytest.Mon
     assert out["results"][0]["name"] == "Motion Test User"
     with pytest.raises(UsageError):
         handler({"customers": "motion_test_user"})
+
+
+def test_warm_invocations_reuse_one_app_handler_and_a_pause_longer_than_the_invocation_is_deferred(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with GraphEmulator(EmulatorConfig(users=default_directory(accept_any_token=True))) as server:
+        monkeypatch.setenv("META_GRAPH_URL", server.url)
+        monkeypatch.setenv("META_ACCESS_TOKEN", DEMO_TOKEN)
+        first = handler({}, Context(60_000))
+        built = lambda_handler._app
+        assert (first["fetched"], first["warm"]) == (["motion_test_user"], False)
+        assert built is not None
+        # Meta paused the app for ten minutes; this invocation has 20 s left.
+        built.moderator.state.update(
+            "app",
+            lambda record, now: {**(record or {}), "cooldown_until_ms": now + 600_000, "expires_ms": now + 600_000},
+        )
+        second = handler({}, Context(20_000))
+    assert second["warm"] is True and lambda_handler._app is built, "the same AppHandler served both"
+    assert second["fetched"] == [] and second["failed"] == {}
+    assert 590 < second["deferred"]["motion_test_user"] <= 600, "deferred with its wait, not slept on"
