@@ -1,8 +1,10 @@
-"""Shared pieces of the integration tests: running the CLI as a user would, and tiny stand-in servers."""
+"""Shared pieces of the integration tests: running the CLI (in this process, or in a child process as a user
+would), and tiny stand-in servers."""
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import subprocess
@@ -22,10 +24,36 @@ class Run:
     stderr: str
 
 
+def invoke_cli(*args: str, env: dict[str, str] | None = None, input: str | None = None) -> Run:
+    """`motion-meta ARGS` in this process (Typer's CliRunner), with the test's environment plus `env` for the
+    call, in the test's working directory (tmp_path, see tests/conftest.py), stdin from `input` (else empty).
+
+    Output is that of a child whose stdout is a pipe: 80 columns unless `env` sets COLUMNS. The logging the
+    command configures is undone afterwards. A crash is raised here, never returned as an exit code: only
+    SystemExit (the exit code) is caught.
+    """
+    from typer.testing import CliRunner
+
+    from motion_meta_cli.cli.main import app
+
+    logger = logging.getLogger("motion_meta_cli")
+    saved = (logger.handlers[:], logger.level, logger.propagate)
+    try:
+        result = CliRunner().invoke(
+            app, list(args), input=input, env={"COLUMNS": "80", **(env or {})}, prog_name="motion-meta"
+        )
+    finally:
+        logger.handlers[:], logger.level, logger.propagate = saved
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise AssertionError(f"motion-meta {' '.join(args)} crashed:\n{result.stderr}") from result.exception
+    return Run(result.exit_code, result.stdout, result.stderr)
+
+
 def run_cli(
     *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 60, input: str | None = None
 ) -> Run:
-    """`python -m motion_meta_cli ARGS` in a child process, with the test's environment plus `env`."""
+    """`python -m motion_meta_cli ARGS` in a child process, with the test's environment plus `env`: for what
+    needs a process of its own (start-up, signals, several at once); `invoke_cli` otherwise."""
     full_env = {**os.environ, **(env or {})}
     done = subprocess.run(
         [sys.executable, "-m", "motion_meta_cli", *args],

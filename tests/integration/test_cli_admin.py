@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from motion_meta_cli.emulator import DEMO_TOKEN, EmulatorConfig, GraphEmulator, default_directory
-from tests.integration.helpers import run_cli
+from tests.integration.helpers import invoke_cli
 
 pytestmark = pytest.mark.integration
 
@@ -24,42 +24,42 @@ def emulator() -> Iterator[GraphEmulator]:
 
 
 def test_customers_add_list_remove(tmp_path: Path) -> None:
-    assert run_cli("customers", "add", "acme", cwd=tmp_path).code == 0
-    listed = run_cli("customers", "list", "--json", cwd=tmp_path)
+    assert invoke_cli("customers", "add", "acme").code == 0
+    listed = invoke_cli("customers", "list", "--json")
     assert listed.code == 0
     assert [c["name"] for c in json.loads(listed.stdout)["customers"]] == ["acme"], "no demo without its token"
-    table = run_cli("customers", "list", cwd=tmp_path)
+    table = invoke_cli("customers", "list")
     assert "acme" in table.stdout
-    assert run_cli("customers", "remove", "acme", cwd=tmp_path).code == 0
-    gone = run_cli("customers", "remove", "acme", cwd=tmp_path)
+    assert invoke_cli("customers", "remove", "acme").code == 0
+    gone = invoke_cli("customers", "remove", "acme")
     assert (gone.code, gone.stdout.strip()) == (0, "acme is not a customer; nothing to remove"), "safe to repeat"
-    bad = run_cli("customers", "add", "a b", cwd=tmp_path)
+    bad = invoke_cli("customers", "add", "a b")
     assert bad.code == 2 and "invalid customer name" in bad.stderr
 
 
 def test_credentials_set_show_list_expire_never_print_the_token(tmp_path: Path, emulator: GraphEmulator) -> None:
     env = {"META_GRAPH_URL": emulator.url}
-    run_cli("customers", "add", "acme", cwd=tmp_path)
-    run_cli("customers", "add", "globex", cwd=tmp_path)  # no token stored
-    stored = run_cli("credentials", "set", "--customer", "acme", cwd=tmp_path, input=TOKEN + "\n")
+    invoke_cli("customers", "add", "acme")
+    invoke_cli("customers", "add", "globex")  # no token stored
+    stored = invoke_cli("credentials", "set", "--customer", "acme", input=TOKEN + "\n")
     assert stored.code == 0, stored.stderr
     secrets_file = tmp_path / "home" / "secrets.json"
     assert stat.S_IMODE(secrets_file.stat().st_mode) == 0o600
-    shown = run_cli("credentials", "show", "--customer", "acme", "--json", cwd=tmp_path)
+    shown = invoke_cli("credentials", "show", "--customer", "acme", "--json")
     status = json.loads(shown.stdout)["credentials"][0]
     assert (status["stored"], status["token"], status["marker"]) == (True, "EAAB…4f2c", "missing")
-    checked = run_cli("credentials", "check", "--customer", "acme", cwd=tmp_path, env=env)
+    checked = invoke_cli("credentials", "check", "--customer", "acme", env=env)
     assert checked.code == 0, checked.stderr
     assert checked.stdout.startswith("valid: acme's token belongs to Emulated User")
-    listed = json.loads(run_cli("credentials", "list", "--json", cwd=tmp_path).stdout)["credentials"]
+    listed = json.loads(invoke_cli("credentials", "list", "--json").stdout)["credentials"]
     by_name = {row["customer"]: row for row in listed}
     assert by_name["acme"]["marker"] == "current"
     assert by_name["globex"]["stored"] is False
-    table = run_cli("credentials", "list", cwd=tmp_path)
+    table = invoke_cli("credentials", "list")
     assert "EAAB…4f2c" in table.stdout and "none stored" in table.stdout
-    expired = run_cli("credentials", "expire", "--customer", "acme", cwd=tmp_path)
+    expired = invoke_cli("credentials", "expire", "--customer", "acme")
     assert expired.stdout.strip() == "expired 1 marker(s) of 1 customer(s)"
-    assert run_cli("credentials", "expire", "--all", cwd=tmp_path).code == 0
+    assert invoke_cli("credentials", "expire", "--all").code == 0
     outputs = [stored, shown, checked, table, expired]
     assert all(TOKEN not in run.stdout + run.stderr for run in outputs)
     for path in (tmp_path / "home").iterdir():
@@ -69,9 +69,9 @@ def test_credentials_set_show_list_expire_never_print_the_token(tmp_path: Path, 
 
 def test_credentials_check_reports_a_rejected_token(tmp_path: Path) -> None:
     with GraphEmulator(EmulatorConfig()) as strict:  # knows only the demo users
-        run_cli("customers", "add", "acme", cwd=tmp_path)
-        run_cli("credentials", "set", "--customer", "acme", cwd=tmp_path, input=TOKEN)
-        run = run_cli("credentials", "check", "--customer", "acme", cwd=tmp_path, env={"META_GRAPH_URL": strict.url})
+        invoke_cli("customers", "add", "acme")
+        invoke_cli("credentials", "set", "--customer", "acme", input=TOKEN)
+        run = invoke_cli("credentials", "check", "--customer", "acme", env={"META_GRAPH_URL": strict.url})
     assert run.code == 4
     assert "Meta rejected the access token of customer 'acme'" in run.stderr
 
@@ -90,8 +90,8 @@ def test_credentials_check_reports_a_rejected_token(tmp_path: Path) -> None:
 def test_credentials_bad_input(
     tmp_path: Path, args: tuple[str, ...], stdin: str | None, code: int, message: str
 ) -> None:
-    run_cli("customers", "add", "acme", cwd=tmp_path)
-    run = run_cli(*args, cwd=tmp_path, input=stdin)
+    invoke_cli("customers", "add", "acme")
+    run = invoke_cli(*args, input=stdin)
     assert run.code == code, run.stderr
     assert message in run.stderr
     assert TOKEN not in run.stderr + run.stdout
@@ -99,8 +99,8 @@ def test_credentials_bad_input(
 
 
 def test_store_init_is_safe_to_run_twice(tmp_path: Path) -> None:
-    first = run_cli("store", "init", cwd=tmp_path)
-    second = run_cli("store", "init", cwd=tmp_path)
+    first = invoke_cli("store", "init")
+    second = invoke_cli("store", "init")
     assert (first.code, second.code) == (0, 0)
     assert first.stdout.startswith("created SQLite store")
     assert "already exists" in second.stdout
@@ -116,20 +116,19 @@ def test_store_init_is_safe_to_run_twice(tmp_path: Path) -> None:
     ],
 )
 def test_bad_backend_urls_fail_at_start_up(tmp_path: Path, variable: str, value: str, message: str) -> None:
-    run = run_cli("customers", "list", cwd=tmp_path, env={variable: value})
+    run = invoke_cli("customers", "list", env={variable: value})
     assert run.code == 3
     assert message in run.stderr
     assert len(run.stderr.strip().splitlines()) == 1
 
 
 def test_demo_token_from_the_environment_is_seeded(tmp_path: Path) -> None:
-    run = run_cli(
+    run = invoke_cli(
         "credentials",
         "show",
         "--customer",
         "motion_test_user",
         "--json",
-        cwd=tmp_path,
         env={"META_ACCESS_TOKEN": DEMO_TOKEN},
     )
     assert json.loads(run.stdout)["credentials"][0]["stored"] is True

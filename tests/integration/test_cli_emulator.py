@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.integration.helpers import run_cli
+from tests.integration.helpers import invoke_cli
 
 pytestmark = pytest.mark.integration
 
@@ -50,7 +50,7 @@ def test_the_command_serves_a_throttling_graph_api(tmp_path: Path) -> None:
         assert "2 calls per 30 s" in banner
         url = match.group(0)
         env = {"META_GRAPH_URL": url, "META_ACCESS_TOKEN": "EAAfileUser0000000000"}
-        first = run_cli("fetch", "--json", cwd=tmp_path, env=env)
+        first = invoke_cli("fetch", "--json", env=env)
         assert first.code == 0, first.stderr
         assert '"name": "From File"' in first.stdout
         requests.get(f"{url}/v25.0/me", headers={"Authorization": "Bearer EAAfileUser0000000000"}, timeout=5)
@@ -67,7 +67,7 @@ def test_the_command_serves_a_throttling_graph_api(tmp_path: Path) -> None:
 
 def test_a_bad_users_file_is_a_usage_error(tmp_path: Path) -> None:
     (tmp_path / "users.json").write_text("{not json")
-    run = run_cli("emulator", "--port", "0", "--users", "users.json", cwd=tmp_path)
+    run = invoke_cli("emulator", "--port", "0", "--users", "users.json")
     assert run.code == 2
     assert run.stderr.startswith("error: users file")
     assert len(run.stderr.strip().splitlines()) == 1
@@ -137,7 +137,7 @@ def test_dropped_connections_flag() -> None:
     ],
 )
 def test_impossible_settings_are_a_usage_error(tmp_path: Path, flags: list[str], message: str) -> None:
-    run = run_cli("emulator", "--port", "0", *flags, cwd=tmp_path)
+    run = invoke_cli("emulator", "--port", "0", *flags)
 
     assert run.code == 2
     assert run.stderr.startswith(message)
@@ -145,7 +145,7 @@ def test_impossible_settings_are_a_usage_error(tmp_path: Path, flags: list[str],
 
 
 def test_a_time_scale_that_is_not_a_number_is_refused(tmp_path: Path) -> None:
-    run = run_cli("emulator", "--port", "0", "--time-scale", "fast", cwd=tmp_path, env={"TERMINAL_WIDTH": "200"})
+    run = invoke_cli("emulator", "--port", "0", "--time-scale", "fast", env={"TERMINAL_WIDTH": "200"})
 
     assert run.code == 2
     assert "not a number or a fraction like 1/60" in run.stderr

@@ -11,7 +11,7 @@ import pytest
 
 from motion_meta_cli.emulator import DEMO_TOKEN, EXPIRED_DEMO_TOKEN, EmulatorConfig, GraphEmulator
 from tests.integration.conftest import free_port
-from tests.integration.helpers import json_reply, run_cli, stand_in_server
+from tests.integration.helpers import invoke_cli, json_reply, run_cli, stand_in_server
 
 pytestmark = pytest.mark.integration
 
@@ -29,7 +29,7 @@ def _env(emulator: GraphEmulator, token: str = DEMO_TOKEN, **extra: str) -> dict
 
 
 def test_fetch_json_prints_one_object_and_stores_it(tmp_path: Path, emulator: GraphEmulator) -> None:
-    run = run_cli("fetch", "--customer", "motion_test_user", "--json", cwd=tmp_path, env=_env(emulator))
+    run = invoke_cli("fetch", "--customer", "motion_test_user", "--json", env=_env(emulator))
     assert run.code == 0, run.stderr
     lines = run.stdout.strip().splitlines()
     assert len(lines) == 1
@@ -46,14 +46,14 @@ def test_fetch_json_prints_one_object_and_stores_it(tmp_path: Path, emulator: Gr
 
 
 def test_fetch_requested_fields_are_kept(tmp_path: Path, emulator: GraphEmulator) -> None:
-    run = run_cli("fetch", "--fields", "first_name,last_name", "--json", cwd=tmp_path, env=_env(emulator))
+    run = invoke_cli("fetch", "--fields", "first_name,last_name", "--json", env=_env(emulator))
     assert run.code == 0, run.stderr
     payload = json.loads(run.stdout)
     assert (payload["first_name"], payload["last_name"]) == ("Motion", "User")
 
 
 def test_fetch_renders_a_table_for_people(tmp_path: Path, emulator: GraphEmulator) -> None:
-    run = run_cli("fetch", cwd=tmp_path, env=_env(emulator))
+    run = invoke_cli("fetch", env=_env(emulator))
     assert run.code == 0, run.stderr
     assert "Motion Test User" in run.stdout
     assert "fetched_at" in run.stdout
@@ -66,7 +66,7 @@ def test_version(tmp_path: Path) -> None:
 
 
 def test_unknown_option_is_a_usage_error(tmp_path: Path) -> None:
-    run = run_cli("fetch", "--bogus", cwd=tmp_path)
+    run = invoke_cli("fetch", "--bogus")
     assert run.code == 2
 
 
@@ -84,7 +84,7 @@ def test_unknown_option_is_a_usage_error(tmp_path: Path) -> None:
 def test_bad_input_gets_one_line_and_its_exit_code(
     tmp_path: Path, args: tuple[str, ...], env: dict[str, str], code: int, message: str
 ) -> None:
-    run = run_cli(*args, cwd=tmp_path, env={"META_GRAPH_URL": f"http://127.0.0.1:{free_port()}", **env})
+    run = invoke_cli(*args, env={"META_GRAPH_URL": f"http://127.0.0.1:{free_port()}", **env})
     assert run.code == code, run.stderr
     assert run.stderr.startswith("error: ")
     assert message in run.stderr
@@ -94,13 +94,13 @@ def test_bad_input_gets_one_line_and_its_exit_code(
 
 def test_unreachable_host_is_a_network_error(tmp_path: Path) -> None:
     url = f"http://127.0.0.1:{free_port()}"
-    run = run_cli("fetch", cwd=tmp_path, env={"META_GRAPH_URL": url, "META_ACCESS_TOKEN": "EAAx", **NO_RETRY})
+    run = invoke_cli("fetch", env={"META_GRAPH_URL": url, "META_ACCESS_TOKEN": "EAAx", **NO_RETRY})
     assert run.code == 6
     assert f"{url} refused the connection" in run.stderr
 
 
 def test_expired_token_is_reported_as_rejected(tmp_path: Path, emulator: GraphEmulator) -> None:
-    run = run_cli("fetch", cwd=tmp_path, env=_env(emulator, EXPIRED_DEMO_TOKEN))
+    run = invoke_cli("fetch", env=_env(emulator, EXPIRED_DEMO_TOKEN))
     assert run.code == 4, run.stderr
     assert "Meta rejected the access token of customer 'motion_test_user'" in run.stderr
     assert EXPIRED_DEMO_TOKEN not in run.stderr
@@ -110,12 +110,12 @@ def test_throttled_fetch_gives_up_with_exit_code_5(tmp_path: Path) -> None:
     with GraphEmulator(EmulatorConfig(app_limit=1, window_s=60)) as server:
         env = _env(server, META_PLATFORM__THROTTLE__GIVE_UP_AFTER_S="0", META_RATE_WINDOW_S="60")
         unpaced = {**env, "META_PLATFORM__THROTTLE__PACING": "false"}
-        assert run_cli("fetch", cwd=tmp_path, env=unpaced).code == 0
-        run = run_cli("fetch", cwd=tmp_path, env=unpaced)
+        assert invoke_cli("fetch", env=unpaced).code == 0
+        run = invoke_cli("fetch", env=unpaced)
         assert server.stats()["requests"] == 2, "one throttled call, no retries into the block"
         assert run.code == 5, run.stderr
         assert "still rate limited by Meta on app" in run.stderr
-        again = run_cli("fetch", cwd=tmp_path, env=env)
+        again = invoke_cli("fetch", env=env)
         assert again.code == 5
         assert server.stats()["requests"] == 2, "the next process knows the pause from the shared cache"
 
@@ -123,8 +123,8 @@ def test_throttled_fetch_gives_up_with_exit_code_5(tmp_path: Path) -> None:
 def test_pacing_keeps_a_known_full_budget_from_being_spent(tmp_path: Path) -> None:
     with GraphEmulator(EmulatorConfig(app_limit=1, window_s=60)) as server:
         env = _env(server, META_PLATFORM__THROTTLE__GIVE_UP_AFTER_S="0", META_RATE_WINDOW_S="60")
-        assert run_cli("fetch", cwd=tmp_path, env=env).code == 0  # X-App-Usage: 100 % after one call
-        run = run_cli("fetch", cwd=tmp_path, env=env)
+        assert invoke_cli("fetch", env=env).code == 0  # X-App-Usage: 100 % after one call
+        run = invoke_cli("fetch", env=env)
         assert run.code == 5, run.stderr
         assert server.stats()["throttled"] == 0, "the second process waited instead of drawing a throttle"
 
@@ -132,7 +132,7 @@ def test_pacing_keeps_a_known_full_budget_from_being_spent(tmp_path: Path) -> No
 def test_an_html_error_page_is_an_upstream_failure(tmp_path: Path) -> None:
     page = b"<html><head><title>Facebook | Error</title></head><body>Sorry, something went wrong.</body></html>"
     with stand_in_server(lambda path, headers: (502, {"Content-Type": "text/html"}, page)) as url:
-        run = run_cli("fetch", cwd=tmp_path, env={"META_GRAPH_URL": url, "META_ACCESS_TOKEN": "EAAx", **NO_RETRY})
+        run = invoke_cli("fetch", env={"META_GRAPH_URL": url, "META_ACCESS_TOKEN": "EAAx", **NO_RETRY})
     assert run.code == 6
     assert "HTTP 502" in run.stderr
     assert "<html>" not in run.stderr
@@ -140,7 +140,7 @@ def test_an_html_error_page_is_an_upstream_failure(tmp_path: Path) -> None:
 
 def test_a_200_that_is_not_a_user_is_an_upstream_failure(tmp_path: Path) -> None:
     with stand_in_server(lambda path, headers: json_reply(200, {"data": []})) as url:
-        run = run_cli("fetch", cwd=tmp_path, env={"META_GRAPH_URL": url, "META_ACCESS_TOKEN": "EAAx"})
+        run = invoke_cli("fetch", env={"META_GRAPH_URL": url, "META_ACCESS_TOKEN": "EAAx"})
     assert run.code == 6
     assert "not a user profile" in run.stderr
 
@@ -149,13 +149,13 @@ def test_malformed_usage_headers_do_not_fail_a_fetch(tmp_path: Path) -> None:
     headers = {"X-App-Usage": "{not json", "X-Business-Use-Case-Usage": '{"1": "nope"}'}
     user = {"id": "5", "name": "Lenient"}
     with stand_in_server(lambda path, h: json_reply(200, user, headers)) as url:
-        run = run_cli("fetch", "--json", cwd=tmp_path, env={"META_GRAPH_URL": url, "META_ACCESS_TOKEN": "EAAx"})
+        run = invoke_cli("fetch", "--json", env={"META_GRAPH_URL": url, "META_ACCESS_TOKEN": "EAAx"})
     assert run.code == 0, run.stderr
     assert json.loads(run.stdout)["name"] == "Lenient"
 
 
 def test_demo_shows_a_fetched_profile(tmp_path: Path) -> None:
-    run = run_cli("demo", cwd=tmp_path)
+    run = invoke_cli("demo")
     assert run.code == 0, run.stderr
     assert "Motion Test User" in run.stdout
     assert "fetch: motion_test_user" in run.stdout

@@ -9,7 +9,7 @@ import pytest
 
 from motion_meta_cli.emulator import DEMO_TOKEN, EmulatorConfig, GraphEmulator
 from tests.integration.conftest import free_port
-from tests.integration.helpers import run_cli
+from tests.integration.helpers import invoke_cli
 
 pytestmark = pytest.mark.integration
 
@@ -20,8 +20,8 @@ KEYS |= {"duration_s", "first_throttle_s", "latency_ms"}
 def test_stress_reports_every_figure(tmp_path: Path) -> None:
     with GraphEmulator(EmulatorConfig()) as server:
         env = {"META_GRAPH_URL": server.url, "META_ACCESS_TOKEN": DEMO_TOKEN}
-        run = run_cli("stress", "--concurrency", "5", "--json", cwd=tmp_path, env=env)
-        table = run_cli("stress", "--concurrency", "2", "--requests", "3", cwd=tmp_path, env=env)
+        run = invoke_cli("stress", "--concurrency", "5", "--json", env=env)
+        table = invoke_cli("stress", "--concurrency", "2", "--requests", "3", env=env)
     assert run.code == 0, run.stderr
     summary = json.loads(run.stdout)
     assert summary.keys() >= KEYS
@@ -37,7 +37,7 @@ def test_stress_exits_non_zero_when_requests_fail(tmp_path: Path) -> None:
         "META_ACCESS_TOKEN": DEMO_TOKEN,
         "META_PLATFORM__RETRY__MAX_ATTEMPTS": "1",
     }
-    run = run_cli("stress", "--concurrency", "2", "--requests", "4", "--json", cwd=tmp_path, env=env)
+    run = invoke_cli("stress", "--concurrency", "2", "--requests", "4", "--json", env=env)
     assert run.code == 6
     summary = json.loads(run.stdout)
     assert summary["failed"] == 4
@@ -64,7 +64,7 @@ def test_ctrl_c_stops_sending_lets_requests_in_flight_finish_and_prints_the_part
         env = {**os.environ, "META_GRAPH_URL": url, "META_ACCESS_TOKEN": DEMO_TOKEN}
         command = [sys.executable, "-m", "motion_meta_cli", "stress", "--requests", "400", "--concurrency", "20"]
         with subprocess.Popen(
-            [*command, "--json"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            [*command, "--json"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         ) as proc:
             deadline = time.monotonic() + 30
             while _emulator_requests(url) < 20 and time.monotonic() < deadline:  # a first wave is in flight

@@ -20,7 +20,7 @@ import pytest
 import redis
 
 from tests.integration.conftest import RedisServer
-from tests.integration.helpers import Reply, json_reply, run_cli, stand_in_server
+from tests.integration.helpers import Reply, invoke_cli, json_reply, stand_in_server
 
 pytestmark = pytest.mark.integration
 
@@ -99,7 +99,7 @@ def test_ctrl_c_during_the_first_fetch_locks_nobody_out(tmp_path: Path, graph: t
         pytest.fail(f"the interrupted fetch did not exit within 30 s ({parent}):\n{err}")
     assert victim.returncode == 130, err
     start = time.monotonic()
-    after = run_cli("fetch", "--json", cwd=tmp_path, env=env, timeout=30)
+    after = invoke_cli("fetch", "--json", env=env)
     assert after.code == 0, after.stderr
     assert json.loads(after.stdout)["name"] == "Ada"
     assert time.monotonic() - start < 5
@@ -121,7 +121,7 @@ def test_a_killed_probe_holder_frees_the_probe_within_one_attempt(
     victim.kill()
     victim.communicate()
     killed = time.monotonic()
-    other = run_cli("fetch", "--json", cwd=tmp_path, env={**env, "MOTION_META_HOME": str(tmp_path / "b")}, timeout=30)
+    other = invoke_cli("fetch", "--json", env={**env, "MOTION_META_HOME": str(tmp_path / "b")})
     assert other.code == 0, other.stderr
     assert time.monotonic() - killed < 5, "the probe and the slot lapsed within one attempt (4 s)"
     assert server.requests == 2

@@ -21,7 +21,7 @@ from motion_meta_cli.app import AppHandler
 from motion_meta_cli.cli.main import app as cli
 from motion_meta_cli.config import Settings
 from tests.integration.conftest import free_port
-from tests.integration.helpers import emulator_process, run_cli
+from tests.integration.helpers import emulator_process, invoke_cli
 
 pytestmark = pytest.mark.integration
 
@@ -86,7 +86,7 @@ def test_dynamodb_killed_mid_cycle_polling_goes_on_and_every_result_is_stored_or
 ) -> None:
     home = tmp_path / "home"
     env = {"MOTION_META_HOME": str(home), "MOTION_META_STORE_URL": f"dynamodb://{TABLE}"}
-    assert run_cli("store", "init", cwd=tmp_path, env=env).code == 0
+    assert invoke_cli("store", "init", env=env).code == 0
     with AppHandler(Settings(motion_meta_home=home, motion_meta_store_url=f"dynamodb://{TABLE}")) as app:
         for n in range(20):
             app.store.add_customer(f"c{n:02d}")
@@ -94,7 +94,6 @@ def test_dynamodb_killed_mid_cycle_polling_goes_on_and_every_result_is_stored_or
     with emulator_process("--accept-any-token", "--latency-s", "0.3") as url:
         poll = subprocess.Popen(
             [sys.executable, "-m", "motion_meta_cli", "poll", "--interval", "2", "--concurrency", "4", "--json"],
-            cwd=tmp_path,
             env={**os.environ, **env, "META_GRAPH_URL": url},
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -113,7 +112,7 @@ def test_dynamodb_killed_mid_cycle_polling_goes_on_and_every_result_is_stored_or
             while sum(r["fetched"] == 20 and r["unsaved"] > 0 for r in reports[killed:]) < 2:  # polling goes on
                 reports.append(json.loads(poll.stdout.readline()))
             moto.start()  # empty, as a restarted moto is: the table comes back with `store init`
-            assert run_cli("store", "init", cwd=tmp_path, env=env).code == 0
+            assert invoke_cli("store", "init", env=env).code == 0
             while (report := json.loads(poll.stdout.readline()))["unsaved"] > 0:
                 reports.append(report)
             reports.append(report)

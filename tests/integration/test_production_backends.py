@@ -14,7 +14,7 @@ from motion_meta_cli.app import AppHandler
 from motion_meta_cli.config import load_settings
 from motion_meta_cli.emulator import EmulatorConfig, GraphEmulator, default_directory, derived_user
 from tests.integration.conftest import MotoServer, RedisServer, free_port
-from tests.integration.helpers import run_cli
+from tests.integration.helpers import invoke_cli
 
 pytestmark = pytest.mark.integration
 
@@ -48,10 +48,10 @@ def _per_user(emulator: GraphEmulator) -> dict[str, int]:
 
 
 def test_rotation_end_to_end(tmp_path: Path, production_env: dict[str, str], emulator: GraphEmulator) -> None:
-    assert run_cli("store", "init", cwd=tmp_path).stdout.startswith("created DynamoDB table motion-meta-test")
-    assert "already exists" in run_cli("store", "init", cwd=tmp_path).stdout
-    assert run_cli("customers", "add", "acme", cwd=tmp_path).code == 0
-    assert run_cli("credentials", "set", "--customer", "acme", cwd=tmp_path, input=OLD).code == 0
+    assert invoke_cli("store", "init").stdout.startswith("created DynamoDB table motion-meta-test")
+    assert "already exists" in invoke_cli("store", "init").stdout
+    assert invoke_cli("customers", "add", "acme").code == 0
+    assert invoke_cli("credentials", "set", "--customer", "acme", input=OLD).code == 0
     old_id, new_id = derived_user(OLD).id, derived_user(NEW).id
 
     with AppHandler(load_settings()) as app:  # a long-running instance
@@ -66,24 +66,24 @@ def test_rotation_end_to_end(tmp_path: Path, production_env: dict[str, str], emu
         assert _per_user(emulator) == {old_id: 2}, "the marker is unchanged, so the held token is still used"
 
         # ... then expire the marker (here from another process, through the CLI).
-        assert run_cli("credentials", "expire", "--customer", "acme", cwd=tmp_path).code == 0
+        assert invoke_cli("credentials", "expire", "--customer", "acme").code == 0
         result = app.fetch("acme")
         assert result.ok and result.user is not None and result.user.id == new_id
         assert _per_user(emulator) == {old_id: 2, new_id: 1}, "the next request used the new token"
 
-    shown = json.loads(run_cli("credentials", "show", "--customer", "acme", "--json", cwd=tmp_path).stdout)
+    shown = json.loads(invoke_cli("credentials", "show", "--customer", "acme", "--json").stdout)
     assert shown["credentials"][0]["marker"] == "current"
     table = boto3.client("dynamodb").scan(TableName="motion-meta-test")["Items"]
     assert not any(OLD in json.dumps(item) or NEW in json.dumps(item) for item in table), "no token in stored items"
-    fetched = run_cli("fetch", "--customer", "acme", "--json", cwd=tmp_path)
+    fetched = invoke_cli("fetch", "--customer", "acme", "--json")
     assert json.loads(fetched.stdout)["id"] == new_id
 
 
 def test_a_rejected_token_is_reread_once_from_secrets_manager(
     tmp_path: Path, production_env: dict[str, str], emulator: GraphEmulator
 ) -> None:
-    run_cli("store", "init", cwd=tmp_path)
-    run_cli("customers", "add", "acme", cwd=tmp_path)
+    invoke_cli("store", "init")
+    invoke_cli("customers", "add", "acme")
     secrets = boto3.client("secretsmanager")
     secrets.create_secret(Name="motion-meta/test/acme", SecretString="EAAshort")  # emulator rejects: too short
     with AppHandler(load_settings()) as app:
@@ -113,8 +113,8 @@ def test_backend_bad_input_gets_one_line_and_its_exit_code(
 ) -> None:
     env: dict[str, str] = {}
     if setup != "no_table":
-        run_cli("store", "init", cwd=tmp_path)
-        run_cli("customers", "add", "acme", cwd=tmp_path)
+        invoke_cli("store", "init")
+        invoke_cli("customers", "add", "acme")
     if setup in ("json_without_token", "redis_down", "no_aws_credentials"):
         value = json.dumps({"token": "EAAcanaryJsonValue000"}) if setup == "json_without_token" else OLD
         boto3.client("secretsmanager").create_secret(Name="motion-meta/test/acme", SecretString=value)
@@ -128,7 +128,7 @@ def test_backend_bad_input_gets_one_line_and_its_exit_code(
             AWS_CONFIG_FILE=str(tmp_path / "none"),
             AWS_EC2_METADATA_DISABLED="true",
         )
-    run = run_cli("fetch", "--customer", "acme", cwd=tmp_path, env=env)
+    run = invoke_cli("fetch", "--customer", "acme", env=env)
     assert run.code == code, run.stderr
     assert message in run.stderr
     assert len(run.stderr.strip().splitlines()) == 1

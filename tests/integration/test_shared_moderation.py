@@ -15,7 +15,7 @@ import requests
 
 from motion_meta_cli.emulator import DEMO_TOKEN
 from tests.integration.conftest import RedisServer
-from tests.integration.helpers import emulator_process, run_cli
+from tests.integration.helpers import emulator_process, invoke_cli
 
 pytestmark = pytest.mark.integration
 
@@ -44,13 +44,13 @@ def test_when_one_process_is_throttled_the_other_sends_nothing_into_the_block(
 ) -> None:
     # Process A drains the app budget and is throttled; it leaves the pause in Redis.
     env = _env(emulator_url, redis_server.url, tmp_path / "a")
-    a = run_cli("stress", "--concurrency", "40", "--requests", "40", "--json", cwd=tmp_path, env=env)
+    a = invoke_cli("stress", "--concurrency", "40", "--requests", "40", "--json", env=env)
     assert a.code == 0, a.stderr
     assert json.loads(a.stdout)["throttled_responses"] >= 1
     blocked_before = _stats(emulator_url)["blocked_arrivals"]
     # Process B, another home but the same Redis, starts right away: it must wait, not probe the block.
     b_env = {**_env(emulator_url, redis_server.url, tmp_path / "b"), "META_PLATFORM__THROTTLE__PACING": "false"}
-    b = run_cli("stress", "--concurrency", "20", "--requests", "20", "--json", cwd=tmp_path, env=b_env)
+    b = invoke_cli("stress", "--concurrency", "20", "--requests", "20", "--json", env=b_env)
     assert b.code == 0, b.stderr
     summary = json.loads(b.stdout)
     assert summary["succeeded"] == 20
@@ -62,7 +62,6 @@ def test_two_processes_at_once_moderate_as_one(tmp_path: Path, emulator_url: str
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", "motion_meta_cli", "stress", "--concurrency", "30", "--requests", "60", "--json"],
-            cwd=tmp_path,
             env={**os.environ, **_env(emulator_url, redis_server.url, tmp_path / f"h{n}")},
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -82,7 +81,7 @@ def test_two_processes_at_once_moderate_as_one(tmp_path: Path, emulator_url: str
 
 def test_pacing_keeps_a_steady_load_under_the_limit(tmp_path: Path, emulator_url: str) -> None:
     env = _env(emulator_url, None, tmp_path / "h")
-    run = run_cli("stress", "--pacing", "--concurrency", "30", "--requests", "90", "--json", cwd=tmp_path, env=env)
+    run = invoke_cli("stress", "--pacing", "--concurrency", "30", "--requests", "90", "--json", env=env)
     assert run.code == 0, run.stderr
     summary = json.loads(run.stdout)
     assert summary["succeeded"] == 90
@@ -107,7 +106,6 @@ def test_redis_going_away_falls_back_to_in_process_moderation(
             "80",
             "--json",
         ],
-        cwd=tmp_path,
         env={**os.environ, **env},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
