@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from motion_meta_cli.emulator import DEMO_TOKEN
-from tests.integration.conftest import free_port
+from tests.integration.conftest import RedisServer, free_port
 from tests.integration.helpers import emulator_process
 
 pytestmark = pytest.mark.integration
@@ -54,6 +54,39 @@ def test_a_running_poll_serves_metrics_and_health(tmp_path: Path) -> None:
                 ready_status, ready = _get(f"http://127.0.0.1:{port}/readyz")
                 assert ready_status == 200, ready
                 assert json.loads(ready)["backends"] == {"cache": "ok", "store": "ok", "secrets": "ok"}
+            finally:
+                proc.terminate()
+                proc.wait(timeout=30)
+
+
+def test_readyz_says_503_and_names_the_backend_while_redis_is_away(tmp_path: Path, redis_server: RedisServer) -> None:
+    port = free_port()
+    with emulator_process("--accept-any-token") as url:
+        env = {
+            **os.environ,
+            "META_GRAPH_URL": url,
+            "META_ACCESS_TOKEN": DEMO_TOKEN,
+            "MOTION_META_CACHE_URL": redis_server.url,
+            "MOTION_META_REDIS_TIMEOUT_S": "0.5",
+        }
+        command = [sys.executable, "-m", "motion_meta_cli", "poll", "--interval", "1", "--cycles", "30"]
+        with subprocess.Popen(
+            [*command, "--json", "--metrics-port", str(port)],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        ) as proc:
+            try:
+                assert proc.stdout is not None
+                json.loads(proc.stdout.readline())  # the first cycle has run, with Redis there
+                assert _get(f"http://127.0.0.1:{port}/readyz")[0] == 200
+                redis_server.stop()
+                status, body = _get(f"http://127.0.0.1:{port}/readyz")
+                assert status == 503, body
+                assert json.loads(body)["backends"]["cache"].startswith("cannot reach Redis")
+                assert _get(f"http://127.0.0.1:{port}/livez")[0] == 200, "the loop itself is alive"
             finally:
                 proc.terminate()
                 proc.wait(timeout=30)
