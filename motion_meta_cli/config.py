@@ -243,6 +243,11 @@ def parse_backend_url(url: str, schemes: tuple[str, ...]) -> BackendURL:
     return BackendURL(url, scheme, rest)
 
 
+def mask_token(token: str) -> str:
+    """At most the first and last four characters: `EAAB…4f2c`; short tokens show nothing."""
+    return f"{token[:4]}…{token[-4:]}" if len(token) >= 16 else "…"
+
+
 def token_problem(token: str) -> str | None:
     """Why `token` cannot be a Meta access token (said without echoing it), or None. Meta's tokens are printable
     ASCII with no whitespace; anything else could not even be sent in an HTTP header."""
@@ -527,8 +532,7 @@ def describe_settings(settings: Settings, env_file: Path = Path(".env")) -> dict
             source = "default"
         value = values[name]
         if name == "meta_access_token" and settings.meta_access_token is not None:
-            token = settings.meta_access_token.get_secret_value()
-            value = f"{token[:4]}…{token[-4:]}" if len(token) >= 16 else "…"
+            value = mask_token(settings.meta_access_token.get_secret_value())
         if name.endswith("_url") and isinstance(value, str):
             value = masked_url(value)
         described[variable] = {"value": value, "source": source}

@@ -21,7 +21,7 @@ from typing import TypeVar
 from pydantic import SecretStr
 
 from motion_meta_cli import metrics
-from motion_meta_cli.config import token_problem
+from motion_meta_cli.config import mask_token, token_problem
 from motion_meta_cli.errors import (
     BackendUnavailableError,
     CredentialsRejectedError,
@@ -46,11 +46,6 @@ marker expired within this time before a batch's request is honoured from the ne
 def marker_key(customer: str) -> str:
     """The cache key of `customer`'s validity marker."""
     return MARKER_PREFIX + customer
-
-
-def mask_token(token: str) -> str:
-    """At most the first and last four characters: `EAAB…4f2c`; short tokens show nothing."""
-    return f"{token[:4]}…{token[-4:]}" if len(token) >= 16 else "…"
 
 
 def validate_token(token: str) -> str:

@@ -47,10 +47,13 @@ class StressProgress:
         with self._lock:
             self.in_flight += 1
 
-    def skipped(self) -> None:
-        """Count one request never started: the run was stopped first."""
+    def skipped(self, *, started: bool = False) -> None:
+        """Count one request never sent: the run was stopped before it started (or, `started`, while it
+        waited to be sent)."""
         with self._lock:
             self.not_started += 1
+            if started:
+                self.in_flight -= 1
 
 
 @dataclass(frozen=True)
@@ -143,9 +146,7 @@ def run_stress(
         try:
             manager.get("me", token, params={"fields": "id,name"}, customer=customer, capped=False)
         except StoppedError:
-            with progress._lock:
-                progress.in_flight -= 1
-            progress.skipped()
+            progress.skipped(started=True)
             return
         except MotionMetaError as exc:
             first_failure.append(exc.exit_code)
