@@ -15,17 +15,21 @@ from motion_meta_cli.errors import BackendUnavailableError, ConfigError, MotionM
 
 BUSY_TIMEOUT_S = 10.0
 """How long a write waits for another process's write transaction before giving up."""
+WAL_STEP_S = 0.01
+"""Turning a new file to WAL needs it to itself, and SQLite's busy handler does not wait for that: retry this often."""
 
 
 def private_file(path: Path) -> bool:
     """Make `path`'s folder (0700 when created) and the file itself, empty and 0600, unless it exists (the files
     under MOTION_META_HOME hold customers' names and profiles; SQLite gives its -wal and -shm files the mode of
-    the database). True when the file already existed but was empty."""
+    the database). True when the file already existed but was empty, and not because another process has just
+    made it (one that is creating the database writes its first page within BUSY_TIMEOUT_S)."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     try:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     except FileExistsError:
-        return path.stat().st_size == 0
+        stat = path.stat()
+        return stat.st_size == 0 and time.time() - stat.st_mtime > BUSY_TIMEOUT_S
     return False
 
 
@@ -83,12 +87,28 @@ class SQLiteDatabase:
         conn.row_factory = sqlite3.Row
         try:
             conn.execute(f"PRAGMA busy_timeout = {round(self.busy_timeout_s * 1000)}")
-            conn.execute("PRAGMA journal_mode = WAL")  # the first statement to read the file: may find it corrupt
+            self._use_wal(conn)
             conn.execute("PRAGMA synchronous = NORMAL")
         except sqlite3.Error:
             conn.close()
             raise
         return conn
+
+    def _use_wal(self, conn: sqlite3.Connection) -> None:
+        # WAL is a property of the file: once set, reading the mode is enough (and the first statement to read
+        # the file, which may find it corrupt). Setting it on a new file while other processes open it too
+        # fails at once with SQLITE_BUSY, whatever the busy timeout: retry within that timeout.
+        if conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+            return
+        deadline = time.monotonic() + self.busy_timeout_s
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if getattr(exc, "sqlite_errorcode", 0) & 0xFF != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
+                    raise
+                time.sleep(WAL_STEP_S)
 
     def _writer_connection(self) -> sqlite3.Connection:
         # One connection for every write of this process (taken under the writer lock): its page cache

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sqlite3
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -87,7 +89,6 @@ def test_credentials_list_and_show_say_rejected(cli: Invoke, home: Path) -> None
 
 
 def test_local_state_is_private_under_any_umask(cli: Invoke, home: Path) -> None:
-    import os
     import stat
 
     old = os.umask(0)
@@ -104,6 +105,8 @@ def test_local_state_is_private_under_any_umask(cli: Invoke, home: Path) -> None
 def test_an_empty_store_file_is_said_to_be_new(cli: Invoke, home: Path) -> None:
     home.mkdir(mode=0o700)
     (home / "store.db").write_bytes(b"")
+    an_hour_ago = time.time() - 3600  # emptied long ago, not just made by another process starting too
+    os.utime(home / "store.db", (an_hour_ago, an_hour_ago))
     run = cli("customers", "list")
     assert run.exit_code == 0
     assert "store.db was an empty file (0 bytes)" in run.stderr

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import resource
 import signal
 import sqlite3
+import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -77,6 +80,36 @@ def test_creating_a_store_another_process_holds_locked_is_a_backend_error(tmp_pa
     sqlite3.connect(path).close()  # an empty file, not yet migrated
     with write_lock_held(path), pytest.raises(BackendUnavailableError, match=r"store\.db is locked by another"):
         SQLiteCustomerStore(path, busy_timeout_s=QUICK_S)
+
+
+def test_a_new_file_that_another_process_is_writing_turns_to_wal_once_it_is_free(tmp_path: Path) -> None:
+    # Processes started together on a fresh home all open the new file; turning it to WAL needs it to
+    # itself, and SQLite fails that at once (no busy wait) while another connection is writing it.
+    path = tmp_path / "store.db"
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("CREATE TABLE sibling (x)")
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("INSERT INTO sibling VALUES (1)")  # a write under way, as a sibling creating the file
+    release = threading.Timer(0.2, lambda: other.execute("COMMIT"))
+    release.start()
+    try:
+        store = SQLiteCustomerStore(path)
+        store.add_customer("acme")
+        assert store._db.query("PRAGMA journal_mode")[0][0] == "wal"
+        store.close()
+    finally:
+        release.join()
+        other.close()
+
+
+def test_a_zero_byte_file_another_process_has_just_made_is_not_called_empty(tmp_path: Path) -> None:
+    fresh, old = tmp_path / "fresh.db", tmp_path / "old.db"
+    fresh.write_bytes(b"")
+    old.write_bytes(b"")
+    an_hour_ago = time.time() - 3600
+    os.utime(old, (an_hour_ago, an_hour_ago))
+    assert not SQLiteCustomerStore(fresh)._db.was_empty
+    assert SQLiteCustomerStore(old)._db.was_empty
 
 
 def test_a_write_the_file_has_no_room_for_is_a_backend_error(tmp_path: Path) -> None:
