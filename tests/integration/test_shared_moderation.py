@@ -22,13 +22,16 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def emulator_url() -> Iterator[str]:
-    """An emulator in its own process (as Meta would be): 20 calls per 1 s window."""
-    with emulator_process("--app-limit", "20", "--window-s", "1") as url:
+    """An emulator in its own process (as Meta would be): 40 calls per 2 s window.
+
+    Not shorter: our clock and the emulator's differ by the time a request takes to arrive, and on a loaded
+    machine (tests running side by side) stalls of a few hundred ms would be a large share of the window."""
+    with emulator_process("--app-limit", "40", "--window-s", "2") as url:
         yield url
 
 
 def _env(url: str, redis_url: str | None, home: Path) -> dict[str, str]:
-    env = {"META_GRAPH_URL": url, "META_ACCESS_TOKEN": DEMO_TOKEN, "META_RATE_WINDOW_S": "1"}
+    env = {"META_GRAPH_URL": url, "META_ACCESS_TOKEN": DEMO_TOKEN, "META_RATE_WINDOW_S": "2"}
     env["MOTION_META_HOME"] = str(home)
     if redis_url:
         env["MOTION_META_CACHE_URL"] = redis_url
@@ -44,7 +47,7 @@ def test_when_one_process_is_throttled_the_other_sends_nothing_into_the_block(
 ) -> None:
     # Process A drains the app budget and is throttled; it leaves the pause in Redis.
     env = _env(emulator_url, redis_server.url, tmp_path / "a")
-    a = invoke_cli("stress", "--concurrency", "40", "--requests", "40", "--json", env=env)
+    a = invoke_cli("stress", "--concurrency", "60", "--requests", "60", "--json", env=env)
     assert a.code == 0, a.stderr
     assert json.loads(a.stdout)["throttled_responses"] >= 1
     blocked_before = _stats(emulator_url)["blocked_arrivals"]
@@ -86,7 +89,7 @@ def test_pacing_keeps_a_steady_load_under_the_limit(tmp_path: Path, emulator_url
     summary = json.loads(run.stdout)
     assert summary["succeeded"] == 90
     assert _stats(emulator_url)["throttled"] == 0, "the budget was learned from X-App-Usage before Meta said stop"
-    assert summary["duration_s"] >= 3.0, "90 calls at 20 per second-long window cannot go faster"
+    assert summary["duration_s"] >= 4.0, "90 calls at 40 per 2 s window cannot go faster"
 
 
 def test_redis_going_away_falls_back_to_in_process_moderation(
