@@ -91,7 +91,7 @@ class AppHandler:
         return CustomerSlots(
             self.moderator.state,
             limit=self.settings.services_meta_user_concurrent_requests,
-            lease_s=probe_ttl_ms(retry.connect_timeout_s, retry.read_timeout_s) / 1000,
+            lease_s=probe_ttl_ms(retry.attempt_s) / 1000,
             sleep=self._sleep,
         )
 

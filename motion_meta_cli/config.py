@@ -160,6 +160,23 @@ class RetryConfig(BaseModel):
     """Each backoff is drawn from [(1 - jitter_ratio) × d, d]: spreads retries of many workers apart."""
     connect_timeout_s: Timeout = 3.05
     read_timeout_s: Timeout = 30.0
+    """The longest wait for any one read (of the headers or of the body)."""
+    response_deadline_s: Timeout | None = None
+    """The longest one answer may take, from sending the request to its last byte, however it trickles in
+    (None: the read timeout; see `deadline_s`)."""
+    max_body_bytes: Annotated[int, Field(ge=1024, le=1 << 30)] = 512 * 1024
+    """A larger answer is not read further: an upstream error, not retried (a `/me` profile is a few kB)."""
+
+    @property
+    def deadline_s(self) -> float:
+        """The whole answer's deadline: `response_deadline_s`, by default the read timeout."""
+        return self.read_timeout_s if self.response_deadline_s is None else self.response_deadline_s
+
+    @property
+    def attempt_s(self) -> float:
+        """The longest one attempt can last: connecting, then the answer within its deadline (each read within
+        the read timeout)."""
+        return self.connect_timeout_s + max(self.read_timeout_s, self.deadline_s)
 
     @model_validator(mode="after")
     def _base_below_cap(self) -> RetryConfig:

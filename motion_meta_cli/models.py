@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
 from motion_meta_cli.errors import MotionMetaError, UsageError
 
@@ -23,8 +24,15 @@ def validate_customer_name(name: str) -> str:
     return name
 
 
+MAX_FIELD_BYTES = 64 * 1024
+"""The largest field value (as JSON) a stored profile keeps; Meta's profile fields are far smaller."""
+MAX_PROFILE_BYTES = 256 * 1024
+"""The largest profile stored: its snapshot and its history row each fit a DynamoDB item (400 KB)."""
+
+
 class MetaUser(BaseModel):
-    """The object that owns a token, as `/me` returns it: id and name always, other requested fields kept."""
+    """The object that owns a token, as `/me` returns it: id and name always, other requested fields kept.
+    A profile with a field over MAX_FIELD_BYTES, or over MAX_PROFILE_BYTES in all, is refused, not cut."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
@@ -37,6 +45,18 @@ class MetaUser(BaseModel):
         if not value.strip():
             raise ValueError("must not be empty")
         return value
+
+    @model_validator(mode="after")
+    def _bounded(self) -> MetaUser:
+        total = 0
+        for name, value in self.model_dump().items():
+            size = len(json.dumps(value, ensure_ascii=False).encode())
+            if size > MAX_FIELD_BYTES:
+                raise ValueError(f"field {name!r} is {size} bytes, more than the {MAX_FIELD_BYTES} stored per field")
+            total += size
+        if total > MAX_PROFILE_BYTES:
+            raise ValueError(f"the profile is {total} bytes, more than the {MAX_PROFILE_BYTES} stored per profile")
+        return self
 
     def fields(self) -> dict[str, Any]:
         """Every field Meta returned, id and name first."""

@@ -23,11 +23,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+import urllib3
 from pydantic import SecretStr
 from requests.adapters import HTTPAdapter
 
 from motion_meta_cli import __version__, metrics
-from motion_meta_cli.config import MetaPlatformConfig
+from motion_meta_cli.config import MetaPlatformConfig, RetryConfig
 from motion_meta_cli.errors import (
     CredentialsRejectedError,
     MetaAPIError,
@@ -165,15 +166,15 @@ class MetaRequestManager:
                 )
             metrics.requests.labels(name, _outcome(outcome)).inc()
             if isinstance(outcome, tuple):
-                response, usage = outcome
+                response, body, usage = outcome
                 waited = self._clock() - start
-                return MetaResponse(_decode(response.content), usage, response.status_code, attempts, throttles, waited)
+                return MetaResponse(_decode(body), usage, response.status_code, attempts, throttles, waited)
             if isinstance(outcome, Classification) and outcome.kind is ErrorKind.THROTTLED:
                 throttles += 1
                 continue
             if isinstance(outcome, requests.RequestException):
                 failures += 1
-                problem = _describe_transport_error(outcome, url, config.retry.read_timeout_s)
+                problem = _describe_transport_error(outcome, url, config.retry)
                 if failures >= config.retry.max_attempts:
                     raise NetworkError(f"{problem} (gave up after {failures} attempts)") from None
                 delay = policy.backoff_s(failures)
@@ -205,32 +206,39 @@ class MetaRequestManager:
         header_names: UsageHeaderNames,
         budget_s: float,
         keep_alive: Callable[[], None] | None,
-    ) -> tuple[requests.Response, Usage] | Classification | requests.RequestException:
+    ) -> tuple[requests.Response, bytes, Usage] | Classification | requests.RequestException:
         """One attempt, admitted by the moderator and reported back to it however it ends."""
         handling = config.throttle
-        probe_ttl_ms = probe_ttl(config.retry.connect_timeout_s, config.retry.read_timeout_s)
+        probe_ttl_ms = probe_ttl(config.retry.attempt_s)
         ticket = self.moderator.acquire(
             customer, handling, budget_s=budget_s, probe_ttl_ms=probe_ttl_ms, keep_alive=keep_alive
         )
         try:
-            timeout = (config.retry.connect_timeout_s, config.retry.read_timeout_s)
+            retry = config.retry
             sent = time.perf_counter()
             try:
-                response = self._session.get(url, params=params, headers=headers, timeout=timeout)
+                response, body = _fetch(self._session, url, params, headers, retry)
             except requests.RequestException as exc:
                 return exc
             finally:
                 endpoint = url[len(self._base) :].split("/")[0]
                 metrics.request_seconds.labels(endpoint).observe(time.perf_counter() - sent)
             usage = parse_usage(response.headers, header_names)
-            classification = classify_response(response.status_code, response.content, usage, rules)
+            if body is None:  # larger than max_body_bytes: what it says is unknown, but it was an answer
+                self.moderator.answered(ticket, usage, handling)
+                reason = f"the answer is larger than {retry.max_body_bytes} bytes (MAX_BODY_BYTES); not read further"
+                return Classification(ErrorKind.UNKNOWN, response.status_code, reason)
+            if response.is_redirect:  # never followed: the Graph API does not redirect, and we send a token
+                self.moderator.answered(ticket, usage, handling)
+                return Classification(ErrorKind.UNKNOWN, response.status_code, _redirect_reason(response))
+            classification = classify_response(response.status_code, body, usage, rules)
             if classification is not None and classification.kind is ErrorKind.THROTTLED:
                 self.moderator.name_scopes(ticket, usage, handling)
                 key = scope_key(classification.scope, customer) if classification.scope else APP
                 self.moderator.throttled(ticket, key, classification, handling)
                 return classification
             self.moderator.answered(ticket, usage, handling)
-            return (response, usage) if classification is None else classification
+            return (response, body, usage) if classification is None else classification
         finally:
             self.moderator.finish(ticket)
 
@@ -273,6 +281,56 @@ def _context(customer: str, attempt: int, wait_s: float) -> dict[str, object]:
     return {"customer": customer, "attempt": attempt, "wait_s": round(wait_s, 3)}
 
 
+class DeadlinePassed(requests.exceptions.Timeout):
+    """The whole answer did not arrive within `response_deadline_s`, though each read kept within the read timeout."""
+
+
+BODY_READ_BYTES = 64 * 1024
+"""At most this much is asked of the socket at once; a read returns whatever has arrived."""
+
+
+def _fetch(
+    session: requests.Session,
+    url: str,
+    params: Mapping[str, str] | None,
+    headers: dict[str, str],
+    retry: RetryConfig,
+) -> tuple[requests.Response, bytes | None]:
+    """One GET, redirects not followed, and its body read as it arrives: None once it exceeds max_body_bytes
+    (decompressed bytes are counted, so a small compressed bomb is caught too). Raises DeadlinePassed when the
+    answer takes longer than its deadline (`RetryConfig.deadline_s`); each read is bounded by the read timeout as well."""
+    deadline = time.monotonic() + retry.deadline_s
+    timeout = (retry.connect_timeout_s, retry.read_timeout_s)
+    response = session.get(url, params=params, headers=headers, timeout=timeout, stream=True, allow_redirects=False)
+    try:
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            if time.monotonic() > deadline:
+                raise DeadlinePassed(f"the answer took longer than {retry.deadline_s:g} s")
+            try:
+                chunk = response.raw.read1(BODY_READ_BYTES, decode_content=True)
+            except urllib3.exceptions.ReadTimeoutError as exc:
+                raise requests.exceptions.ReadTimeout(str(exc)) from None
+            except (urllib3.exceptions.ProtocolError, urllib3.exceptions.DecodeError) as exc:
+                raise requests.exceptions.ChunkedEncodingError(str(exc)) from None
+            if not chunk:
+                return response, b"".join(chunks)
+            size += len(chunk)
+            if size > retry.max_body_bytes:
+                return response, None
+            chunks.append(chunk)
+    finally:
+        response.close()
+
+
+def _redirect_reason(response: requests.Response) -> str:
+    """Why a 3xx failed, naming where it pointed (scheme and host only: a query could hold anything)."""
+    target = urlsplit(response.headers.get("Location", ""))
+    where = f" to {target.scheme}://{target.netloc}" if target.netloc else ""
+    return f"HTTP {response.status_code}: a redirect{where}, not followed (the Graph API does not redirect)"
+
+
 def _pooled_session(max_connections: int) -> requests.Session:
     session = requests.Session()
     # One pool as large as our concurrency, blocking rather than opening throwaway connections;
@@ -291,7 +349,7 @@ def _decode(body: bytes) -> Any:
         raise UpstreamError("Meta answered 2xx with a body that is not JSON") from None
 
 
-def _describe_transport_error(exc: requests.RequestException, url: str, read_timeout_s: float) -> str:
+def _describe_transport_error(exc: requests.RequestException, url: str, retry: RetryConfig) -> str:
     # Built from the exception's type and our own URL without its query: the exception text itself
     # embeds the full URL and must not travel.
     parts = urlsplit(url)
@@ -299,8 +357,10 @@ def _describe_transport_error(exc: requests.RequestException, url: str, read_tim
     text = str(exc)
     if isinstance(exc, requests.ConnectTimeout):
         return f"connecting to {where} timed out"
+    if isinstance(exc, DeadlinePassed):
+        return f"{where} did not send its whole answer within {retry.deadline_s:g} s"
     if isinstance(exc, requests.ReadTimeout):
-        return f"{where} sent no answer within {read_timeout_s:g} s"
+        return f"{where} sent no answer within {retry.read_timeout_s:g} s"
     if isinstance(exc, requests.exceptions.InvalidURL | requests.exceptions.MissingSchema):
         return f"{where} is not a usable URL"
     if "Name or service not known" in text or "nodename nor servname" in text or "getaddrinfo" in text:

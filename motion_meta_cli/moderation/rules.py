@@ -25,7 +25,7 @@ them age out already."""
 GROWTH_STEP_PCT = 2.0
 """A learned budget is raised only by steps this large (or when it becomes precise); the error is on the safe side."""
 PROBE_MARGIN_S = 1.0
-"""A probe's lease outlives its one attempt (connect + read timeout) by this much."""
+"""A probe's lease outlives its one attempt (connect timeout + the answer's deadline) by this much."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,9 +123,9 @@ def end_probe(scope: Scope, holder: str) -> Scope:
     return replace(scope, probe="", probe_until_ms=0) if scope.probe == holder else scope
 
 
-def probe_ttl_ms(connect_timeout_s: float, read_timeout_s: float) -> int:
-    """A probe lives as long as the one attempt it stands for."""
-    return int((connect_timeout_s + read_timeout_s + PROBE_MARGIN_S) * 1000)
+def probe_ttl_ms(attempt_s: float) -> int:
+    """A probe lives as long as the one attempt it stands for (`RetryConfig.attempt_s`), and a margin."""
+    return int((attempt_s + PROBE_MARGIN_S) * 1000)
 
 
 @dataclass(frozen=True, slots=True)

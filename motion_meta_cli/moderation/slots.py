@@ -2,7 +2,7 @@
 (SERVICES_META_USER_CONCURRENT_REQUESTS).
 
 A slot is a lease in the record `slots:<customer>` (holder -> until). It is taken for one attempt and
-lives as long as one (connect + read timeout and a margin); while its holder is still waiting on
+lives as long as one (`RetryConfig.attempt_s` and a margin); while its holder is still waiting on
 moderation it is renewed; it goes back in a `finally`, and a holder killed mid-request frees it when
 the lease runs out.
 """

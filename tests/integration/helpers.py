@@ -10,7 +10,7 @@ import re
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -67,7 +67,9 @@ def run_cli(
     return Run(done.returncode, done.stdout, done.stderr)
 
 
-Reply = tuple[int, dict[str, str], bytes]
+Reply = tuple[int, dict[str, str], bytes | Iterable[bytes]]
+"""Status, headers and body; a body given as an iterable of chunks is sent chunk by chunk as it is iterated
+(a generator may sleep between them), with the Content-Length the headers give."""
 
 
 @contextmanager
@@ -80,9 +82,18 @@ def stand_in_server(reply: Callable[[str, dict[str, str]], Reply]) -> Iterator[s
             self.send_response(status)
             for name, value in headers.items():
                 self.send_header(name, value)
-            self.send_header("Content-Length", str(len(body)))
+            if isinstance(body, bytes):
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                return
             self.end_headers()
-            self.wfile.write(body)
+            try:
+                for chunk in body:
+                    self.wfile.write(chunk)
+                    self.wfile.flush()
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client gave up on it
 
         def log_message(self, format: str, *args: object) -> None:
             pass
