@@ -297,8 +297,8 @@ def _fetch(
     retry: RetryConfig,
 ) -> tuple[requests.Response, bytes | None]:
     """One GET, redirects not followed, and its body read as it arrives: None once it exceeds max_body_bytes
-    (decompressed bytes are counted, so a small compressed bomb is caught too). Raises DeadlinePassed when the
-    answer takes longer than its deadline (`RetryConfig.deadline_s`); each read is bounded by the read timeout as well."""
+    (decompressed bytes are counted, so a small compressed bomb is caught too). Raises DeadlinePassed when
+    the answer takes longer than `RetryConfig.deadline_s`; each read is bounded by the read timeout as well."""
     deadline = time.monotonic() + retry.deadline_s
     timeout = (retry.connect_timeout_s, retry.read_timeout_s)
     response = session.get(url, params=params, headers=headers, timeout=timeout, stream=True, allow_redirects=False)

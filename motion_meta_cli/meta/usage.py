@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -212,7 +213,8 @@ def _business_use_cases_from(payload: object, problems: list[str]) -> tuple[Busi
                 call_count_pct=_number(item, "call_count", problems),
                 total_cputime_pct=_number(item, "total_cputime", problems),
                 total_time_pct=_number(item, "total_time", problems),
-                eta_s=None if eta_min is None else eta_min * 60.0,
+                # So many minutes that their seconds overflow are as long as a float goes: a pause cuts them.
+                eta_s=None if eta_min is None else max(min(eta_min * 60.0, sys.float_info.max), -sys.float_info.max),
                 access_tier=_text(item, "ads_api_access_tier", problems),
             )
             if entry != BusinessUseCaseUsage(business_id, None, None, None, None, None, None):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from typing import Any
 
 import pytest
@@ -180,6 +181,14 @@ def test_json_nan_literal_is_not_a_number() -> None:
 
     assert usage.app == UsageCounters(total_time_pct=5.0)
     assert usage.max_pct == 5.0
+
+
+def test_an_eta_whose_seconds_overflow_stays_a_finite_very_long_eta() -> None:
+    # Found by the property tests: 3e306 minutes is a finite number, but 60 times it is not.
+    header = '{"1": [{"type": "ads_management", "estimated_time_to_regain_access": 3e306}]}'
+    usage = parse_usage({"X-Business-Use-Case-Usage": header})
+
+    assert usage.max_eta_s() == sys.float_info.max
 
 
 # --- keys -------------------------------------------------------------------------------------------------
