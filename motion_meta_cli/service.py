@@ -52,6 +52,9 @@ class CycleReport:
     started_at: float = 0.0
     fetched: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
+    """Customer -> error kind."""
+    errors: dict[str, str] = field(default_factory=dict)
+    """Customer -> why it failed, in one line."""
     skipped_rejected: list[str] = field(default_factory=list)
     taken_elsewhere: int = 0
     not_started: int = 0
@@ -88,6 +91,7 @@ class CycleReport:
             "last_error": self.last_error,
             "customers": sorted(self.fetched),
             "failures": dict(sorted(self.failed.items())),
+            "errors": dict(sorted(self.errors.items())),
             "skipped_customers": sorted(self.skipped_rejected),
         }
 
@@ -294,6 +298,7 @@ class MetaUserService:
                         report.not_started += 1
                     else:
                         report.failed[customer] = result.error.kind
+                        report.errors[customer] = result.error.message
                         report.last_error = f"{customer}: {result.error.message}"
                 if leases is not None:
                     leases.give_back(customer) if result.error is not None else leases.fetched(customer)

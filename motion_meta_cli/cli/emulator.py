@@ -77,6 +77,10 @@ def emulator(
     fault_drop: Annotated[float, _rate("--fault-drop", "whose connection is closed unanswered")] = 0.0,
     fault_malformed_usage: Annotated[float, _rate("--fault-malformed-usage", "with usage headers cut short")] = 0.0,
     fault_string_numbers: Annotated[float, _rate("--fault-string-numbers", "with usage numbers as strings")] = 0.0,
+    fault_slow: Annotated[float, _rate("--fault-slow", "answered --slow-s late")] = 0.0,
+    slow_s: Annotated[
+        float, typer.Option("--slow-s", min=0.0, rich_help_panel=_FAULTS, help="How late a slow answer is.")
+    ] = 3.0,
     seed: Annotated[int | None, typer.Option(rich_help_panel=_FAULTS, help="Seed for reproducible faults.")] = None,
     latency_s: Annotated[
         float, typer.Option("--latency-s", min=0.0, rich_help_panel=_FAULTS, help="Delay added to each request.")
@@ -123,6 +127,8 @@ def emulator(
                 fault_drop_rate=fault_drop,
                 fault_malformed_usage_rate=fault_malformed_usage,
                 fault_string_numbers_rate=fault_string_numbers,
+                fault_slow_rate=fault_slow,
+                slow_s=slow_s,
                 seed=seed,
             )
         except ValueError as exc:

@@ -66,6 +66,10 @@ class EmulatorConfig:
     """Share of responses whose usage headers are not valid JSON (status and body unchanged)."""
     fault_string_numbers_rate: float = 0.0
     """Share of responses whose usage headers carry numbers as strings, e.g. "call_count":"30"."""
+    fault_slow_rate: float = 0.0
+    """Share of requests answered `slow_s` late (on top of the latency), whatever else they get."""
+    slow_s: float = 3.0
+    """How late a slow answer is."""
     seed: int | None = None
     """Seed for fault and jitter draws, for reproducible runs; None draws from the OS."""
 
@@ -76,7 +80,7 @@ class EmulatorConfig:
                 raise ValueError(f"{name} must be at least 1 or None for unlimited, got {limit}")
         _check(self.window_s > 0, "window_s must be positive", self.window_s)
         _check(self.time_scale > 0, "time_scale must be positive", self.time_scale)
-        for name in ("latency_s", "latency_jitter_s", "buc_block_minutes"):
+        for name in ("latency_s", "latency_jitter_s", "buc_block_minutes", "slow_s"):
             _check(getattr(self, name) >= 0, f"{name} must not be negative", getattr(self, name))
         for name in ("buc_business_id", "buc_type"):
             if not getattr(self, name).strip():
@@ -137,6 +141,8 @@ class EmulatorConfig:
             for name, rate in (self.response_fault_rates | self.header_fault_rates).items()
             if rate
         ]
+        if self.fault_slow_rate:
+            faults.append(f"slow {self.fault_slow_rate * 100:g}% ({self.slow_s:g} s)")
         if faults:
             parts.append("faults: " + ", ".join(faults))
         if self.latency_s or self.latency_jitter_s:

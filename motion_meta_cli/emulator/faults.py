@@ -23,6 +23,7 @@ class Fault(StrEnum):
     MALFORMED_USAGE = "malformed_usage"
     STRING_NUMBERS = "string_numbers"
     DROPPED = "dropped"
+    SLOW = "slow"
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +35,8 @@ class FaultDraw:
     headers: Fault | None = None
     """Garbles the usage headers: MALFORMED_USAGE or STRING_NUMBERS."""
     extra_latency_s: float = 0.0
+    """Jitter, and `slow_s` when `slow`."""
+    slow: bool = False
 
 
 NO_FAULT = FaultDraw()
@@ -51,7 +54,8 @@ class FaultInjector:
         self._response_faults = _cumulative(config.response_fault_rates)
         self._header_faults = _cumulative(config.header_fault_rates)
         self._jitter_s = config.latency_jitter_s
-        self.active = bool(self._response_faults or self._header_faults or self._jitter_s)
+        self._slow_rate, self._slow_s = config.fault_slow_rate, config.slow_s
+        self.active = bool(self._response_faults or self._header_faults or self._jitter_s or self._slow_rate)
         """False when nothing is ever injected; `draw()` then costs nothing and draws nothing."""
         self._rng = random.Random(config.seed)
         self._lock = threading.Lock()
@@ -64,8 +68,12 @@ class FaultInjector:
             response_roll = self._rng.random() if self._response_faults else 1.0
             header_roll = self._rng.random() if self._header_faults else 1.0
             extra_latency_s = self._rng.uniform(0.0, self._jitter_s) if self._jitter_s else 0.0
+            slow = self._rng.random() < self._slow_rate if self._slow_rate else False
         return FaultDraw(
-            _pick(self._response_faults, response_roll), _pick(self._header_faults, header_roll), extra_latency_s
+            _pick(self._response_faults, response_roll),
+            _pick(self._header_faults, header_roll),
+            extra_latency_s + (self._slow_s if slow else 0.0),
+            slow,
         )
 
 

@@ -215,6 +215,7 @@ class GraphEmulator:
         trace_id = secrets.token_urlsafe(9)
         record = RequestRecord()
         faults = self._faults.draw()
+        record.slow = faults.slow
         self._stats.enter()
         try:
             if delay_s := self.config.latency_s + faults.extra_latency_s:

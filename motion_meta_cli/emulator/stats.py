@@ -27,6 +27,8 @@ class RequestRecord:
     throttle_code: int | None = None
     """The throttle code the client saw, if any (a fault that replaced the answer hides it)."""
     fault: Fault | None = None
+    slow: bool = False
+    """Answered late on purpose (a slow fault), whatever else it got; counted under `faults` `slow`."""
     token_in_query: bool = False
     user_id: str | None = None
 
@@ -79,6 +81,7 @@ class EmulatorStats:
                 self._blocked_arrivals_by_scope.update(blocked)
             if record.fault is not None:
                 self._faults[record.fault] += 1
+            self._faults[Fault.SLOW] += record.slow
             self._token_in_query += record.token_in_query
             if record.user_id is not None:
                 self._per_user[record.user_id] += 1

@@ -120,3 +120,13 @@ class TestUsageHeaders:
     def test_malformed_usage_is_not_json(self) -> None:
         with pytest.raises(json.JSONDecodeError):
             json.loads(render(app_usage(30), Fault.MALFORMED_USAGE))
+
+
+def test_slow_answers_come_at_their_rate_on_top_of_any_other_fault() -> None:
+    injector = FaultInjector(EmulatorConfig(fault_slow_rate=0.25, slow_s=3.0, fault_500_rate=0.5, seed=7))
+    draws = [injector.draw() for _ in range(4000)]
+    slow = [draw for draw in draws if draw.slow]
+    assert 0.22 < len(slow) / len(draws) < 0.28
+    assert all(draw.extra_latency_s == 3.0 for draw in slow)
+    assert all(draw.extra_latency_s == 0.0 for draw in draws if not draw.slow)
+    assert any(draw.response is Fault.SERVER_ERROR for draw in slow), "slow is independent of the answer's fault"

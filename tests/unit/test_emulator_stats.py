@@ -23,6 +23,7 @@ def test_starts_empty_with_every_key() -> None:
         "malformed_usage": 0,
         "string_numbers": 0,
         "dropped": 0,
+        "slow": 0,
     }
     assert snapshot["first_throttle_at_s"] is None
     assert snapshot["throttled_by_code"] == {}
