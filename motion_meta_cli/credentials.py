@@ -158,11 +158,11 @@ class CredentialsManager:
 
     def prepare(self, customers: Sequence[str]) -> None:
         """Get ready to hand out the tokens of `customers` (a poll batch) in bulk: one cache round trip reads
-        their markers; with a local secrets store (`shared_refresh=False`, reads cost nothing) each token not
-        held at its marked version is read and the markers missing or behind are written in one more round
-        trip. A remote store is left to `token`, whose reads run in parallel, single-flight and leased.
-        The check stands in for `token`'s own marker read at each ready customer's next request, if it comes
-        within PREPARED_FOR_S. Problems are left for `token` to report, customer by customer.
+        their markers; the tokens not held at their marked version are read in one bulk read of the secrets
+        store (`get_secrets`: the file once, or BatchGetSecretValue), and the markers missing or behind are
+        written in one more cache round trip. The check stands in for `token`'s own marker read at each ready
+        customer's next request, if it comes within PREPARED_FOR_S. Problems are left for `token` to report,
+        customer by customer.
         """
         checked = self._clock()  # the stand-in counts from the marker read, however long the rest takes
         try:
@@ -171,19 +171,24 @@ class CredentialsManager:
             return
         written: dict[str, str] = {}
         ready: list[str] = []
+        stale: dict[str, Marker | None] = {}
         for customer, raw in zip(customers, markers, strict=True):
             marker = Marker.parse(raw)
             if self._valid_held(customer, marker) is not None:
                 ready.append(customer)
-                continue
-            if self._shared_refresh:
-                continue
-            try:
-                held = self._read(customer)
-            except MotionMetaError:
-                continue  # e.g. no secret stored: `token` raises that customer's own error
-            if marker is None or marker.version != held.version:
-                written[marker_key(customer)] = Marker(held.version, self._wall_clock()).dump()
+            else:
+                stale[customer] = marker
+        try:
+            records = self._secrets.get_secrets(list(stale)) if stale else {}
+        except MotionMetaError:
+            records = {}  # `token` reads them one by one, and reports what fails
+        metrics.secrets_reads.inc(len(records))
+        for customer, record in records.items():
+            with self._lock:
+                self._held[customer] = _Held(record.token, record.version, self._clock())
+            marker = stale[customer]
+            if marker is None or marker.version != record.version:
+                written[marker_key(customer)] = Marker(record.version, self._wall_clock()).dump()
             else:
                 ready.append(customer)
         if written:

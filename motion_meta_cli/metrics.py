@@ -70,7 +70,9 @@ overruns = Counter("motion_meta_poll_overruns_total", "Poll cycles that took lon
 credential_refreshes = Counter(
     "motion_meta_credential_refreshes_total", "Tokens re-read because their validity marker was missing or changed."
 )
-secrets_reads = Counter("motion_meta_secrets_store_reads_total", "Reads of the secrets store.")
+secrets_reads = Counter(
+    "motion_meta_secrets_store_reads_total", "Secrets read from the secrets store (a batch read counts each)."
+)
 backend_errors = Counter(
     "motion_meta_backend_errors_total", "Calls to a backend that did not answer, by backend.", ["backend"]
 )

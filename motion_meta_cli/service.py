@@ -186,11 +186,12 @@ class ResultBacklog:
                 self.lost += 1
             due = len(self._pending) >= self._size
         if due:
-            self.flush()
+            self.flush(full_only=True)
 
-    def flush(self, *, force: bool = False) -> bool:
-        """Store everything queued, `size` per call; False (keeping the rest) when the store does not answer,
-        or (unless `force`) is still in its backoff after failing."""
+    def flush(self, *, force: bool = False, full_only: bool = False) -> bool:
+        """Store what is queued, `size` per call (`full_only`: full batches only, a short one waits for more);
+        False (keeping the rest) when the store does not answer, or (unless `force`) is still in its backoff
+        after failing."""
         # One flush at a time, and it drains the whole queue: another caller need not wait for it (unless forced).
         if not self._flushing.acquire(blocking=force):
             return False
@@ -199,7 +200,10 @@ class ResultBacklog:
                 return False
             while True:
                 with self._lock:
-                    batch = [self._pending.popleft() for _ in range(min(self._size, len(self._pending)))]
+                    count = len(self._pending)
+                    if full_only and count < self._size:
+                        count = 0  # for the next add, or the cycle's end
+                    batch = [self._pending.popleft() for _ in range(min(self._size, count))]
                 if not batch:
                     if self._delay:
                         self._delay = 0.0

@@ -7,8 +7,10 @@ marker the credentials manager keeps in the cache. Values are never logged and n
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import botocore.exceptions
@@ -31,6 +33,8 @@ _NAME_CHARS = re.compile(r"[A-Za-z0-9/_+=.@-]*")
 # ResourceNotFoundException: no such secret, or no AWSCURRENT value yet.
 # InvalidRequestException: on a read, the secret is scheduled for deletion.
 _GONE = ("ResourceNotFoundException", "InvalidRequestException")
+BATCH_READ = 20
+"""The most secrets one BatchGetSecretValue call names."""
 
 
 class AwsSecretsStore:
@@ -68,6 +72,24 @@ class AwsSecretsStore:
             )
         token = _token_in(_value_of(response, name, customer), name, customer)
         return SecretRecord(token=SecretStr(token), version=response["VersionId"])
+
+    def get_secrets(self, customers: Sequence[str]) -> dict[str, SecretRecord]:
+        """The AWSCURRENT tokens of `customers`, BATCH_READ per BatchGetSecretValue call. A secret the batch
+        could not read, or whose value holds no usable token, is left out: `get_secret` says why."""
+        records: dict[str, SecretRecord] = {}
+        by_name = {self.secret_name(customer): customer for customer in customers}
+        names = list(by_name)
+        for start in range(0, len(names), BATCH_READ):
+            with aws_errors(SERVICE):
+                response = self._client.batch_get_secret_value(SecretIdList=names[start : start + BATCH_READ])
+            for value in response.get("SecretValues", []):
+                customer = by_name.get(value.get("Name", ""))
+                if customer is None or "VersionId" not in value:
+                    continue
+                with contextlib.suppress(MissingCredentialsError):
+                    token = _token_in(_raw_value(value) or "", value["Name"], customer)
+                    records[customer] = SecretRecord(token=SecretStr(token), version=value["VersionId"])
+        return records
 
     def put_secret(self, customer: str, token: str) -> str:
         """Make `token` the AWSCURRENT value of `customer`'s secret, creating it if needed; returns the VersionId.
@@ -151,12 +173,12 @@ class AwsSecretsStore:
             )
 
 
-def _raw_value(response: GetSecretValueResponseTypeDef) -> str | None:
+def _raw_value(response: Mapping[str, Any]) -> str | None:
     """The secret's text, or None when it is binary and not UTF-8."""
     if "SecretString" in response:
-        return response["SecretString"]
+        return str(response["SecretString"])
     try:
-        return response.get("SecretBinary", b"").decode("utf-8")
+        return bytes(response.get("SecretBinary", b"")).decode("utf-8")
     except UnicodeDecodeError:
         return None  # the exception would carry the bytes
 

@@ -152,6 +152,11 @@ class SecretsStore(Protocol):
         """The current token of `customer`; raises MissingCredentialsError."""
         ...
 
+    def get_secrets(self, customers: Sequence[str]) -> dict[str, SecretRecord]:
+        """The current tokens of those of `customers` that have a usable one, read as cheaply as the backend
+        allows (a cold poll batch); the others are left out, for `get_secret` to say why."""
+        ...
+
     def put_secret(self, customer: str, token: str) -> str:
         """Store a new current token; returns its version id."""
         ...

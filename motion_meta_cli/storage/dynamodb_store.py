@@ -11,15 +11,19 @@ Single-table layout (every key attribute is a string):
 All customers share one partition, so listing them is one paginated Query in name order, never a Scan.
 History sort keys carry the fetch instant in microseconds, zero-padded to 20 digits so that string order
 is time order; `error_kind`, `error_message` and `user` are absent when they do not apply. Writes are
-idempotent: a history item is only put when absent, and the snapshot only replaced by a newer fetch, so
-retries and fetches that finish out of order behave exactly as in `SQLiteCustomerStore`. Reads are
+batched and idempotent: a history item is keyed by its fetch instant (a retry puts the same item again), and
+the snapshot is only replaced by a fetch at least as new (a conditional put in a transaction), so retries and
+fetches that finish out of order behave exactly as in `SQLiteCustomerStore`; within one instant the last
+write wins in both. Reads are
 strongly consistent, as SQLite's are. Only imported when DynamoDB is configured.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+import random
+import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -41,6 +45,19 @@ _CUSTOMERS_PK = "CUSTOMERS"
 _NOTES_PK = "NOTES"
 _SNAPSHOT_SK = "SNAPSHOT"
 _HISTORY_PREFIX = "HISTORY#"
+WRITE_BATCH = 25
+"""Items per BatchWriteItem call (DynamoDB's limit) and per snapshot transaction."""
+WRITE_ATTEMPTS = 6
+"""Tries of a batch's unprocessed or conflicting writes before the store counts as not answering."""
+
+
+def _backoff_s(attempt: int) -> float:
+    """Before retry `attempt` (1-based) of unprocessed writes: 50 ms doubling, at most 1 s, with full jitter."""
+    return random.uniform(0, min(1.0, 0.05 * 2 ** (attempt - 1)))
+
+
+def _when(item: Item) -> int:
+    return int(item["fetched_at_us"]["N"])
 
 
 def _micros(moment: datetime) -> int:
@@ -63,8 +80,16 @@ class DynamoCustomerStore:
     `page_size` caps the items per Query page (DynamoDB's own 1 MB pages when None); tests lower it.
     """
 
-    def __init__(self, table_name: str, *, client: Any | None = None, page_size: int | None = None) -> None:
+    def __init__(
+        self,
+        table_name: str,
+        *,
+        client: Any | None = None,
+        page_size: int | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.table_name = table_name
+        self._sleep = sleep
         self._owns_client = client is None
         self._client: DynamoDBClient = aws_client("dynamodb") if client is None else client
         self._page_size = page_size
@@ -175,12 +200,33 @@ class DynamoCustomerStore:
         return [_customer(item) for item in self._query(query)]
 
     def save_results(self, results: Sequence[FetchResult]) -> None:
-        """`save_result` for each, in order (each write is conditional, which BatchWriteItem cannot do)."""
+        """Store a batch in a few calls: the history items with BatchWriteItem, WRITE_BATCH per call, and the
+        snapshots with TransactWriteItems, each put only if newer than the stored one. Items DynamoDB leaves
+        unprocessed are retried with backoff; if some remain, BackendUnavailableError, and the caller's retry
+        of the whole batch is safe (a history item is keyed by its fetch instant, a snapshot only moves on)."""
+        history: dict[tuple[str, str], Item] = {}
+        snapshots: dict[str, Item] = {}
         for result in results:
-            self.save_result(result)
+            item, snapshot = self._items(result)
+            history[(item["pk"]["S"], item["sk"]["S"])] = item
+            newest = snapshots.get(result.customer)
+            if snapshot is not None and (newest is None or _when(snapshot) >= _when(newest)):
+                snapshots[result.customer] = snapshot
+        items = list(history.values())
+        with self._errors():
+            for start in range(0, len(items), WRITE_BATCH):
+                self._batch_put(items[start : start + WRITE_BATCH])
+            newer = list(snapshots.values())
+            for start in range(0, len(newer), WRITE_BATCH):
+                self._put_if_newer(newer[start : start + WRITE_BATCH])
 
     def save_result(self, result: FetchResult) -> None:
-        """Append to history (idempotent per customer and instant); on success update the snapshot if newer."""
+        """Append to history (one item per customer and instant: a retry writes it again); on success update the
+        snapshot unless a newer fetch is stored. Within one instant the last write wins, as in SQLite."""
+        self.save_results([result])
+
+    def _items(self, result: FetchResult) -> tuple[Item, Item | None]:
+        """`result`'s history item, and its snapshot item when it fetched a user."""
         when_us = _micros(result.fetched_at)
         user_json = json.dumps(result.user.fields(), sort_keys=True) if result.user is not None else None
         error = result.error
@@ -193,25 +239,70 @@ class DynamoCustomerStore:
         if error is not None:
             history["error_kind"] = {"S": error.kind}
             history["error_message"] = {"S": error.message}
-        if user_json is not None:
-            history["user"] = {"S": user_json}
-        with self._errors():
-            # A failed check means this very fetch was already written (a retry): nothing to add.
-            self._put_unless(history, "attribute_not_exists(pk)")
-            if user_json is not None:
-                # An older fetch finishing late must never overwrite a newer snapshot; an equal instant is a
-                # retry (or a second fetch in the same microsecond) and keeps the first, as SQLite does.
-                self._put_unless(
-                    {
-                        "pk": {"S": _customer_pk(result.customer)},
-                        "sk": {"S": _SNAPSHOT_SK},
-                        "fetched_at": {"S": iso_utc(result.fetched_at)},
-                        "fetched_at_us": {"N": str(when_us)},
-                        "user": {"S": user_json},
-                    },
-                    "attribute_not_exists(pk) OR fetched_at_us < :t",
-                    {":t": {"N": str(when_us)}},
+        if user_json is None:
+            return history, None
+        history["user"] = {"S": user_json}
+        snapshot: Item = {
+            "pk": {"S": _customer_pk(result.customer)},
+            "sk": {"S": _SNAPSHOT_SK},
+            "fetched_at": {"S": iso_utc(result.fetched_at)},
+            "fetched_at_us": {"N": str(when_us)},
+            "user": {"S": user_json},
+        }
+        return history, snapshot
+
+    def _batch_put(self, items: list[Item]) -> None:
+        """Put `items` (at most WRITE_BATCH, distinct keys) with BatchWriteItem, retrying what is left unprocessed."""
+        requests: list[Any] = [{"PutRequest": {"Item": item}} for item in items]
+        for attempt in range(WRITE_ATTEMPTS):
+            if attempt:
+                self._sleep(_backoff_s(attempt))
+            response = self._client.batch_write_item(RequestItems={self.table_name: requests})
+            requests = list(response.get("UnprocessedItems", {}).get(self.table_name, []))
+            if not requests:
+                return
+        raise BackendUnavailableError(
+            f"DynamoDB left {len(requests)} history write(s) unprocessed after {WRITE_ATTEMPTS} tries; try again later"
+        )
+
+    def _put_if_newer(self, snapshots: list[Item]) -> None:
+        """Put each snapshot (one per customer) unless a newer fetch is stored, in one transaction. A
+        snapshot whose condition fails is dropped (a newer one is stored: the expected outcome) and the
+        transaction tried again without it; a conflict with another writer is retried with backoff."""
+        pending = snapshots
+        for attempt in range(WRITE_ATTEMPTS):
+            if not pending:
+                return
+            if attempt:
+                self._sleep(_backoff_s(attempt))
+            try:
+                self._client.transact_write_items(
+                    TransactItems=[
+                        {
+                            "Put": {
+                                "TableName": self.table_name,
+                                "Item": item,
+                                "ConditionExpression": "attribute_not_exists(pk) OR fetched_at_us <= :t",
+                                "ExpressionAttributeValues": {":t": item["fetched_at_us"]},
+                            }
+                        }
+                        for item in pending
+                    ]
                 )
+                return
+            except botocore.exceptions.ClientError as exc:
+                if error_code(exc) != "TransactionCanceledException":
+                    raise
+                reasons = [reason.get("Code") for reason in exc.response.get("CancellationReasons", [])]
+                if len(reasons) != len(pending):
+                    raise
+                failed = {index for index, code in enumerate(reasons) if code == "ConditionalCheckFailed"}
+                pending = [item for index, item in enumerate(pending) if index not in failed]
+        if pending:
+            raise BackendUnavailableError(
+                f"DynamoDB kept cancelling {len(pending)} snapshot write(s) after {WRITE_ATTEMPTS} tries; "
+                "try again later"
+            )
 
     def latest(self, customer: str) -> Snapshot | None:
         """The newest stored user of `customer`."""
@@ -255,22 +346,6 @@ class DynamoCustomerStore:
         """Close the client's connections, unless the client was passed in (its owner closes it)."""
         if self._owns_client:
             self._client.close()
-
-    def _put_unless(self, item: Item, condition: str, values: Item | None = None) -> None:
-        """Put `item` if `condition` holds; a failed condition is an expected outcome, not an error."""
-        try:
-            if values:
-                self._client.put_item(
-                    TableName=self.table_name,
-                    Item=item,
-                    ConditionExpression=condition,
-                    ExpressionAttributeValues=values,
-                )
-            else:
-                self._client.put_item(TableName=self.table_name, Item=item, ConditionExpression=condition)
-        except botocore.exceptions.ClientError as exc:
-            if error_code(exc) != "ConditionalCheckFailedException":
-                raise
 
     def _query(self, query: QueryInputTypeDef, limit: int | None = None) -> list[Item]:
         """The items of a strongly consistent Query, page after page, at most `limit` of them."""

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
 import secrets
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 from pydantic import SecretStr
 
 from motion_meta_cli.config import DEMO_CUSTOMER
-from motion_meta_cli.errors import ConfigError, MissingCredentialsError
+from motion_meta_cli.errors import ConfigError, MissingCredentialsError, MotionMetaError
 from motion_meta_cli.models import iso_utc, utc_now
 from motion_meta_cli.storage.base import SecretRecord
 
@@ -51,6 +52,14 @@ class LocalSecretsStore:
                 f"run `motion-meta credentials set --customer {customer}`{demo}"
             )
         return SecretRecord(token=SecretStr(entry["token"]), version=str(entry.get("version", "")))
+
+    def get_secrets(self, customers: Sequence[str]) -> dict[str, SecretRecord]:
+        """`get_secret` of each that has a token: the file is read (and parsed) once."""
+        records = {}
+        for customer in customers:
+            with contextlib.suppress(MotionMetaError):
+                records[customer] = self.get_secret(customer)
+        return records
 
     def _entry(self, customer: str) -> dict[str, Any] | None:
         """`customer`'s entry, `{"token": "...", "version": ..., "updated_at": ...}`, or None when there is none;

@@ -110,7 +110,8 @@ class SQLiteCustomerStore:
         return [_customer(row) for row in self._db.query(sql)]
 
     def save_result(self, result: FetchResult) -> None:
-        """Append to history (idempotent per customer and instant); on success update the snapshot if newer."""
+        """Append to history (one row per customer and instant: a retry writes it again); on success update the
+        snapshot unless a newer fetch is stored. Within one instant the last write wins, as on DynamoDB."""
         self.save_results([result])
 
     def save_results(self, results: Sequence[FetchResult]) -> None:
@@ -119,7 +120,7 @@ class SQLiteCustomerStore:
         with self._db.transaction() as conn:
             for customer, fetched_at, when_us, ok, error_kind, error_message, user_json in rows:
                 conn.execute(
-                    "INSERT OR IGNORE INTO history "
+                    "INSERT OR REPLACE INTO history "
                     "(customer, fetched_at, fetched_at_us, ok, error_kind, error_message, user_json) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?)",
                     (customer, fetched_at, when_us, ok, error_kind, error_message, user_json),
@@ -130,7 +131,7 @@ class SQLiteCustomerStore:
                         "INSERT INTO snapshots (customer, fetched_at, fetched_at_us, user_json) VALUES (?, ?, ?, ?) "
                         "ON CONFLICT (customer) DO UPDATE SET fetched_at = excluded.fetched_at, "
                         "fetched_at_us = excluded.fetched_at_us, user_json = excluded.user_json "
-                        "WHERE excluded.fetched_at_us > snapshots.fetched_at_us",
+                        "WHERE excluded.fetched_at_us >= snapshots.fetched_at_us",
                         (customer, fetched_at, when_us, user_json),
                     )
 

@@ -247,3 +247,26 @@ def test_many_tokens_are_put_each_as_its_own_secret(store: AwsSecretsStore) -> N
         record = store.get_secret(customer)
         assert record.version == versions[customer]
         assert record.token.get_secret_value() == f"EAA{customer}Bulk".ljust(21, "0")
+
+
+def test_a_batch_of_secrets_is_read_twenty_per_call_leaving_out_what_cannot_be_used(
+    store: AwsSecretsStore, sm: Any
+) -> None:
+    names = [f"c{n:02d}" for n in range(45)]
+    for name in names:
+        sm.create_secret(Name=PREFIX + name, SecretString=json.dumps({"access_token": f"EAA{name}token"}))
+    sm.create_secret(Name=PREFIX + "blank", SecretString="   ")
+    sm.create_secret(Name=PREFIX + "deleted", SecretString="EAAdeleted")
+    sm.delete_secret(SecretId=PREFIX + "deleted")
+    calls: list[str] = []
+    store._client.meta.events.register("before-call.secrets-manager", lambda model, **_: calls.append(model.name))
+
+    records = store.get_secrets([*names, "blank", "deleted", "missing"])
+
+    assert calls == ["BatchGetSecretValue"] * 3, "48 names: 20 + 20 + 8"
+    assert sorted(records) == names
+    assert all(records[name].token.get_secret_value() == f"EAA{name}token" for name in names)
+    assert records["c07"].version == store.get_secret("c07").version
+    for name in ("blank", "deleted", "missing"):  # each says why when read alone
+        with pytest.raises((MissingCredentialsError, ConfigError)):
+            store.get_secret(name)

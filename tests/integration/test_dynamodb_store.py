@@ -178,3 +178,28 @@ def test_an_unreachable_endpoint_is_reported_quickly(monkeypatch: pytest.MonkeyP
     with pytest.raises(BackendUnavailableError, match="cannot reach DynamoDB"):
         store.list_customers()
     assert time.monotonic() - started < 5
+
+
+def _for(customer: str, at: datetime, name: str = "Ada") -> FetchResult:
+    return FetchResult(customer=customer, fetched_at=at, user=MetaUser(id="1", name=name))
+
+
+def test_a_batch_is_stored_in_batch_writes_and_snapshot_transactions(store: DynamoCustomerStore) -> None:
+    store.save_result(_for("c00", NOW + timedelta(minutes=5), "Newer"))  # c00's stored snapshot is newer
+    calls: list[str] = []
+    store._client.meta.events.register("before-call.dynamodb", lambda model, **_: calls.append(model.name))
+    batch = [_for(f"c{n:02d}", NOW, f"User {n}") for n in range(40)]
+
+    store.save_results(batch)
+
+    assert calls.count("BatchWriteItem") == 2, "40 history items: 25 + 15"
+    # 2 transactions of snapshots, and once more the first without c00's: its stored snapshot is newer.
+    assert calls.count("TransactWriteItems") == 3
+    assert set(calls) == {"BatchWriteItem", "TransactWriteItems"}
+    snapshot = store.latest("c00")
+    assert snapshot is not None and snapshot.user["name"] == "Newer", "an older fetch never replaces a newer one"
+    for n in (1, 24, 25, 39):
+        latest = store.latest(f"c{n:02d}")
+        assert latest is not None and latest.user["name"] == f"User {n}"
+        assert [h["user"]["name"] for h in store.history(f"c{n:02d}")] == [f"User {n}"]
+    assert [h["user"]["name"] for h in store.history("c00")] == ["Newer", "User 0"], "history keeps both"

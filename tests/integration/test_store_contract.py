@@ -134,12 +134,18 @@ def test_the_newer_snapshot_wins(store: CustomerStore) -> None:
     assert latest is not None and latest.user["name"] == "Newest"
 
 
-def test_the_first_of_two_fetches_in_one_instant_is_kept(store: CustomerStore) -> None:
+def test_of_two_fetches_in_one_instant_the_last_written_wins_in_snapshot_and_history_alike(
+    store: CustomerStore,
+) -> None:
     store.save_result(_result(NOW, "First"))
-    store.save_result(_result(NOW, "Second"))
+    store.save_result(_result(NOW, "Second"))  # a retry writes the same again; two fetches in one µs, the last
     latest = store.latest("acme")
-    assert latest is not None and latest.user["name"] == "First"
-    assert [h["user"]["name"] for h in store.history("acme")] == ["First"]
+    assert latest is not None and latest.user["name"] == "Second"
+    assert [h["user"]["name"] for h in store.history("acme")] == ["Second"]
+    store.save_results([_result(NOW, "Third"), _result(NOW, "Fourth")])  # and within one batch
+    latest = store.latest("acme")
+    assert latest is not None and latest.user["name"] == "Fourth"
+    assert [h["user"]["name"] for h in store.history("acme")] == ["Fourth"]
 
 
 def test_history_is_idempotent_and_a_failure_keeps_the_snapshot(store: CustomerStore) -> None:

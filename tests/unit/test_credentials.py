@@ -23,10 +23,15 @@ class CountingSecrets(LocalSecretsStore):
     """The real local store, counting reads."""
 
     reads = 0
+    bulk: list[list[str]]
 
     def get_secret(self, customer: str) -> SecretRecord:
         self.reads += 1
         return super().get_secret(customer)
+
+    def get_secrets(self, customers: Sequence[str]) -> dict[str, SecretRecord]:
+        self.bulk = [*getattr(self, "bulk", []), list(customers)]
+        return super().get_secrets(customers)
 
 
 @pytest.fixture
@@ -343,17 +348,24 @@ def test_a_prepared_check_goes_stale(tmp_path: Path, secrets: CountingSecrets) -
     assert creds.token("acme").get_secret_value() == "EAAtwo", "... so the old check no longer stands"
 
 
-def test_prepare_leaves_reads_from_a_remote_store_to_token(tmp_path: Path, secrets: CountingSecrets) -> None:
+def test_prepare_reads_the_tokens_a_batch_lacks_in_one_bulk_read_of_a_remote_store(
+    tmp_path: Path, secrets: CountingSecrets
+) -> None:
     cache = CountingCache(tmp_path / "counted.db")
-    secrets.put_secret("acme", "EAAone")
-    secrets.put_secret("globex", "EAAtwo")
+    for name, token in (("acme", "EAAone"), ("globex", "EAAtwo"), ("initech", "EAAthree")):
+        secrets.put_secret(name, token)
     creds = CredentialsManager(secrets, cache, shared_refresh=True)  # as for AWS Secrets Manager
-    creds.token("acme")
-    secrets.reads = 0
-    creds.prepare(["acme", "globex"])
-    assert secrets.reads == 0, "a remote store is read by token(), in parallel and leased, not in the batch"
-    gets = cache.gets
-    assert creds.token("acme").get_secret_value() == "EAAone"
-    assert cache.gets == gets, "acme's copy was current: the batch's check stands in"
-    assert creds.token("globex").get_secret_value() == "EAAtwo"
-    assert secrets.reads == 1
+    creds.token("acme")  # held, and current
+    secrets.bulk = []
+    creds.prepare(["acme", "globex", "initech", "nobody"])
+    assert secrets.bulk == [["globex", "initech", "nobody"]], "one bulk read (BatchGetSecretValue) of what is not held"
+    reads, gets = secrets.reads, cache.gets
+    assert [creds.token(name).get_secret_value() for name in ("acme", "globex", "initech")] == [
+        "EAAone",
+        "EAAtwo",
+        "EAAthree",
+    ]
+    assert (secrets.reads, cache.gets) == (reads, gets), "the batch's read and check stand in for each request's"
+    assert Marker.parse(cache.get(marker_key("globex"))) is not None, "the markers missing were written"
+    with pytest.raises(MissingCredentialsError, match="nobody"):
+        creds.token("nobody")  # what the bulk read left out is read alone, and says why

@@ -346,3 +346,25 @@ def test_the_live_view_counts_down_shows_what_waits_and_the_last_cycles(tmp_path
         once = text(poll_panel(poller, app, once=True))
         assert "motion-meta poll --once" in once and "every" not in once
         assert "waiting on" in once and "nothing" in once
+
+
+def test_the_backlog_stores_full_batches_while_results_come_and_the_rest_when_flushed() -> None:
+    from datetime import UTC, datetime
+
+    from motion_meta_cli.models import FetchResult
+
+    class Batches:
+        def __init__(self) -> None:
+            self.sizes: list[int] = []
+
+        def save_results(self, results: list[object]) -> None:
+            self.sizes.append(len(results))
+
+    store = Batches()
+    backlog = ResultBacklog(store, size=CLAIM_BATCH)  # type: ignore[arg-type]
+    for n in range(2 * CLAIM_BATCH + 5):
+        backlog.add(FetchResult(f"c{n}", datetime.now(UTC)))
+    assert store.sizes == [CLAIM_BATCH, CLAIM_BATCH], "one call per full batch, none for a short one"
+    assert len(backlog) == 5
+    assert backlog.flush() is True
+    assert store.sizes == [CLAIM_BATCH, CLAIM_BATCH, 5]
