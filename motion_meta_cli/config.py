@@ -218,13 +218,16 @@ class BackendURL:
     target: str
 
 
-CACHE_SCHEMES = ("sqlite", "redis", "rediss")
+CACHE_SCHEMES = ("sqlite", "redis", "rediss", "redis+cluster", "rediss+cluster")
+REDIS_SCHEMES = ("redis", "rediss", "redis+cluster", "rediss+cluster")
 STORE_SCHEMES = ("sqlite", "dynamodb")
 SECRETS_SCHEMES = ("local", "aws-secretsmanager")
 _EXAMPLES = {
     "sqlite": "sqlite:///var/lib/motion-meta/cache.db",
     "redis": "redis://127.0.0.1:6379/0",
     "rediss": "rediss://user:password@redis.example.com:6380/0",
+    "redis+cluster": "redis+cluster://redis.example.com:6379",
+    "rediss+cluster": "rediss+cluster://redis.example.com:6379",
     "dynamodb": "dynamodb://motion-meta",
     "local": "local:///var/lib/motion-meta/secrets.json",
     "aws-secretsmanager": "aws-secretsmanager://motion-meta/",
@@ -237,19 +240,21 @@ def parse_backend_url(url: str, schemes: tuple[str, ...]) -> BackendURL:
     """Check a backend URL against the schemes a setting accepts; ValueError says what a good one looks like."""
     scheme, sep, rest = url.strip().partition("://")
     if not sep or scheme not in schemes:
-        examples = " or ".join(_EXAMPLES[s] for s in schemes if s != "rediss")
+        examples = " or ".join(_EXAMPLES[s] for s in schemes if s not in ("rediss", "rediss+cluster"))
         raise ValueError(f"{url!r} is not a supported URL; use {examples}")
     if scheme in ("sqlite", "local"):
         if not rest.startswith("/") or rest.strip("/") == "":
             raise ValueError(f"{url!r} names no file; use an absolute path such as {_EXAMPLES[scheme]}")
         return BackendURL(url, scheme, rest)
-    if scheme in ("redis", "rediss"):
+    if scheme in REDIS_SCHEMES:
         parts = urlsplit(url)
         if not parts.hostname:
             raise ValueError(f"{url!r} names no host; use {_EXAMPLES['redis']}")
         _check_port(url, parts)
         if parts.path.strip("/") and not parts.path.strip("/").isdigit():
             raise ValueError(f"{url!r} names no database number after the port; use {_EXAMPLES['redis']}")
+        if scheme.endswith("+cluster") and parts.path.strip("/") not in ("", "0"):
+            raise ValueError(f"{url!r}: a Redis Cluster has database 0 only; use {_EXAMPLES['redis+cluster']}")
         return BackendURL(url, scheme, url)
     if scheme == "dynamodb":
         if not _TABLE_NAME.fullmatch(rest):
@@ -320,7 +325,8 @@ class Settings(BaseSettings):
     """`poll` serves /metrics, /livez and /readyz on this port (as `--metrics-port`)."""
     """`json`: one JSON object per log line on stderr (time, level, logger, message and context fields)."""
     motion_meta_cache_url: str | None = None
-    """`sqlite:///PATH` (default: cache.db under the home) or `redis://host:port/db` (`rediss://` for TLS)."""
+    """`sqlite:///PATH` (default: cache.db under the home), `redis://host:port/db` (`rediss://` for TLS), or
+    `redis+cluster://host:port` for a Redis Cluster (any one node; `rediss+cluster://` for TLS)."""
     motion_meta_store_url: str | None = None
     """`sqlite:///PATH` (default: store.db under the home) or `dynamodb://TABLE`."""
     motion_meta_secrets_url: str | None = None

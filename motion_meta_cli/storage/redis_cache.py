@@ -7,8 +7,10 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from types import TracebackType
 from typing import Any
+from urllib.parse import urlsplit
 
 import redis
+import redis.cluster
 import redis.exceptions
 from redis.backoff import NoBackoff
 from redis.lock import Lock
@@ -37,7 +39,7 @@ class RedisCache:
 
     def __init__(
         self,
-        client: redis.Redis,
+        client: redis.Redis | redis.cluster.RedisCluster,
         *,
         prefix: str = "motion-meta:",
         where: str = "Redis",
@@ -53,18 +55,32 @@ class RedisCache:
     def from_url(
         cls, url: str, *, prefix: str, timeout_s: float = 2.0, clock: Callable[[], float] = time.monotonic
     ) -> RedisCache:
-        """A cache on the Redis at `url` (redis:// or rediss://); `timeout_s` bounds connecting and each reply."""
-        client = redis.Redis.from_url(
-            url,
-            socket_timeout=timeout_s,
-            socket_connect_timeout=timeout_s,
-            decode_responses=True,
-            # One attempt per call, so a call waits one timeout at most: retrying a timeout or a refused
-            # connection only adds waits, and the breaker decides when to try again. No PING health check
-            # either: it costs a round trip, and the pool already replaces a connection Redis closed.
-            retry=Retry(NoBackoff(), 0),
-            health_check_interval=0,
-        )
+        """A cache on the Redis at `url` (redis:// or rediss://), or on the Redis Cluster that one node of
+        `url` (redis+cluster:// or rediss+cluster://) belongs to; `timeout_s` bounds connecting and each reply."""
+        # One attempt per call, so a call waits one timeout at most: retrying a timeout or a refused
+        # connection only adds waits, and the breaker decides when to try again. No PING health check
+        # either: it costs a round trip, and the pool already replaces a connection Redis closed.
+        options: dict[str, Any] = {
+            "socket_timeout": timeout_s,
+            "socket_connect_timeout": timeout_s,
+            "decode_responses": True,
+            "retry": Retry(NoBackoff(), 0),
+            "health_check_interval": 0,
+        }
+        scheme, _, rest = url.partition("://")
+        if scheme.endswith("+cluster"):
+            parts = urlsplit(url)
+            plain = f"{scheme.removesuffix('+cluster')}://{rest}"
+            try:
+                # The first node answers which nodes hold which slots; later MOVED answers are followed.
+                cluster = redis.cluster.RedisCluster.from_url(plain, **options)
+            except (redis.exceptions.RedisClusterException, redis.exceptions.RedisError) as exc:
+                raise BackendUnavailableError(
+                    f"cannot reach the Redis Cluster at {parts.hostname}:{parts.port} ({str(exc)[:120]}); "
+                    "is it running? (MOTION_META_CACHE_URL)"
+                ) from None
+            return cls(cluster, prefix=prefix, where=f"Redis Cluster at {parts.hostname}:{parts.port}", clock=clock)
+        client = redis.Redis.from_url(url, **options)
         kwargs = client.connection_pool.connection_kwargs
         where = f"Redis at {kwargs.get('host', '?')}:{kwargs.get('port', '?')}/{kwargs.get('db', 0)}"
         return cls(client, prefix=prefix, where=where, clock=clock)
@@ -75,7 +91,7 @@ class RedisCache:
         return self._breaker.closed
 
     @property
-    def client(self) -> redis.Redis:
+    def client(self) -> redis.Redis | redis.cluster.RedisCluster:
         """The redis-py client (for moderation's scripts)."""
         return self._client
 
@@ -112,17 +128,23 @@ class RedisCache:
             return [bool(stored) for stored in pipe.execute()]
 
     def set_many(self, items: Mapping[str, str]) -> None:
-        """MSET."""
+        """One pipelined SET per key, in one round trip (per node, on a cluster: the keys' slots differ)."""
         if items:
             with self._errors():
-                self._client.mset({self.prefix + key: value for key, value in items.items()})
+                pipe = self._client.pipeline(transaction=False)
+                for key, value in items.items():
+                    pipe.set(self.prefix + key, value)
+                pipe.execute()
 
     def get_many(self, keys: Sequence[str]) -> list[str | None]:
-        """MGET."""
+        """One pipelined GET per key, in one round trip (per node, on a cluster)."""
         if not keys:
             return []
         with self._errors():
-            values: list[Any] = self._client.mget([self.prefix + key for key in keys])
+            pipe = self._client.pipeline(transaction=False)
+            for key in keys:
+                pipe.get(self.prefix + key)
+            values: list[Any] = pipe.execute()
         return [None if value is None else str(value) for value in values]
 
     def lock(self, name: str, ttl_s: float) -> RedisLock:
@@ -156,7 +178,12 @@ class RedisCache:
             if str(exc).startswith(("NOAUTH", "WRONGPASS", "NOPERM")):
                 raise self._auth_error() from None
             raise BackendUnavailableError(f"{self._where} answered an error: {str(exc)[:120]}") from None
-        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+        except (
+            redis.exceptions.ConnectionError,
+            redis.exceptions.TimeoutError,
+            redis.exceptions.ClusterDownError,
+            redis.exceptions.RedisClusterException,
+        ) as exc:
             self._last_failure = "timed out" if isinstance(exc, redis.exceptions.TimeoutError) else "connection failed"
             self._breaker.failed(admission)
             raise self._unreachable(self._last_failure) from None

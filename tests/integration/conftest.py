@@ -28,6 +28,8 @@ class RedisServer:
     workdir: Path
     password: str | None = None
     process: subprocess.Popen[bytes] | None = None
+    extra: tuple[str, ...] = ()
+    """More redis-server arguments (cluster mode)."""
 
     @property
     def url(self) -> str:
@@ -42,6 +44,7 @@ class RedisServer:
         args += ["--dir", str(self.workdir)]
         if self.password:
             args += ["--requirepass", self.password]
+        args += self.extra
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -66,6 +69,92 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     server.start()
     yield server
     server.stop()
+
+
+@dataclass
+class RedisClusterServers:
+    """A local Redis Cluster: three masters (no replicas), each a redis-server child process on a free port."""
+
+    nodes: list[RedisServer]
+
+    @property
+    def url(self) -> str:
+        return f"redis+cluster://127.0.0.1:{self.nodes[0].port}/0"
+
+    def node_of(self, key: str) -> RedisServer:
+        """The master that holds `key`'s slot."""
+        import redis
+
+        with redis.Redis(port=self.nodes[0].port) as client:
+            slot = int(client.execute_command("CLUSTER KEYSLOT", key))
+            for start, end, (_host, port, *_rest), *_replicas in client.execute_command("CLUSTER SLOTS"):
+                if start <= slot <= end:
+                    return next(node for node in self.nodes if node.port == int(port))
+        raise RuntimeError(f"no node holds slot {slot}")
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+
+def start_redis_cluster(workdir: Path) -> RedisClusterServers:
+    """Three cluster-mode redis-servers joined with `redis-cli --cluster create`, waited on until the cluster is ok."""
+    import redis
+
+    nodes = []
+    for n in range(3):
+        folder = workdir / f"cluster-{n}"
+        folder.mkdir(parents=True)
+        extra = ("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000")
+        extra += ("--cluster-port", str(free_port()))  # the bus port; port + 10000 may be past 65535
+        node = RedisServer(port=free_port(), workdir=folder, extra=extra)
+        node.start()
+        nodes.append(node)
+    cluster = RedisClusterServers(nodes)
+    addresses = [f"127.0.0.1:{node.port}" for node in nodes]
+    subprocess.run(
+        ["redis-cli", "--cluster", "create", *addresses, "--cluster-replicas", "0", "--cluster-yes"],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        states = []
+        for node in nodes:
+            with redis.Redis(port=node.port) as client:
+                states.append(client.execute_command("CLUSTER INFO").get("cluster_state"))
+        if all(state == "ok" for state in states):
+            return cluster
+        time.sleep(0.05)
+    cluster.stop()
+    raise RuntimeError("the local Redis Cluster did not reach cluster_state:ok")
+
+
+@pytest.fixture
+def redis_cluster(tmp_path: Path) -> Iterator[RedisClusterServers]:
+    """A fresh local Redis Cluster of three masters for this test (one it may kill nodes of)."""
+    cluster = start_redis_cluster(tmp_path)
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def _shared_redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterServers]:
+    cluster = start_redis_cluster(tmp_path_factory.mktemp("redis-cluster"))
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def empty_redis_cluster(_shared_redis_cluster: RedisClusterServers) -> RedisClusterServers:
+    """A local Redis Cluster of three masters shared by this worker's tests, emptied for this one."""
+    import redis
+
+    for node in _shared_redis_cluster.nodes:
+        with redis.Redis(port=node.port) as client:
+            client.flushall()
+    return _shared_redis_cluster
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""The atomic-add and batch operations of every Cache, run against SQLite (a file) and Redis (a real server).
+"""The atomic-add and batch operations of every Cache, run against SQLite (a file), Redis (a real server) and a
+local Redis Cluster of three masters (keys spread over their slots).
 
 The poller's per-cycle leases rest on them: `add_many` must store a key only where it is absent or expired,
 key by key, and say which ones this call stored, even when two instances race for the same keys.
@@ -15,14 +16,14 @@ import pytest
 
 from motion_meta_cli.storage.base import Cache
 from motion_meta_cli.storage.sqlite_cache import MAX_PARAMS, SQLiteCache
-from tests.integration.conftest import RedisServer
+from tests.integration.conftest import RedisClusterServers, RedisServer
 
 pytestmark = pytest.mark.integration
 
 OpenCache = Callable[[], Cache]
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(params=["sqlite", "redis", "redis-cluster"])
 def open_cache(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[OpenCache]:
     """Opens another client of one backend; all of them share the same file or server."""
     opened: list[Cache] = []
@@ -35,7 +36,9 @@ def open_cache(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[OpenC
         else:
             from motion_meta_cli.storage.redis_cache import RedisCache
 
-            server: RedisServer = request.getfixturevalue("redis_server")
+            server: RedisServer | RedisClusterServers = request.getfixturevalue(
+                "redis_server" if request.param == "redis" else "empty_redis_cluster"
+            )
             cache = RedisCache.from_url(server.url, prefix=prefix, timeout_s=2.0)
         opened.append(cache)
         return cache

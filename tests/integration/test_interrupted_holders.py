@@ -113,8 +113,8 @@ def test_a_killed_probe_holder_frees_the_probe_within_one_attempt(
     victim = _fetch(env, tmp_path)
     assert server.first_arrived.wait(30), "the first fetch never sent its request"
     client = redis.Redis.from_url(redis_server.url, decode_responses=True)
-    app_scope = json.loads(client.get("motion-meta:mod:app") or "{}")
-    slots = json.loads(client.get("motion-meta:mod:slots:motion_test_user") or "{}")
+    app_scope = json.loads(client.get("motion-meta:{mod}:app") or "{}")
+    slots = json.loads(client.get("motion-meta:{mod}:slots:motion_test_user") or "{}")
     client.close()
     assert app_scope.get("probe"), "the victim holds the app's budget probe"
     assert len(slots.get("holders", {})) == 1, "and its customer's only slot"

@@ -1,5 +1,5 @@
-"""One contract for every moderation state: in-process, SQLite, and a real redis-server; every assertion
-runs on each of them."""
+"""One contract for every moderation state: in-process, SQLite, a real redis-server and a local Redis Cluster;
+every assertion runs on each of them."""
 
 from __future__ import annotations
 
@@ -17,14 +17,14 @@ from motion_meta_cli.moderation.rules import Limit
 from motion_meta_cli.moderation.sqlite_state import SQLiteState
 from motion_meta_cli.moderation.state import LocalState, ModerationState, Record
 from motion_meta_cli.storage.redis_cache import RedisCache
-from tests.integration.conftest import RedisServer
+from tests.integration.conftest import RedisClusterServers, RedisServer
 
 pytestmark = pytest.mark.integration
 
 WINDOW_MS = 600
 
 
-@pytest.fixture(params=["local", "sqlite", "redis"])
+@pytest.fixture(params=["local", "sqlite", "redis", "redis-cluster"])
 def state(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ModerationState]:
     if request.param == "local":
         yield LocalState(time.time)
@@ -33,7 +33,9 @@ def state(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Moderation
         yield sqlite
         sqlite.close()
     else:
-        server: RedisServer = request.getfixturevalue("redis_server")
+        server: RedisServer | RedisClusterServers = request.getfixturevalue(
+            "redis_server" if request.param == "redis" else "empty_redis_cluster"
+        )
         cache = RedisCache.from_url(server.url, prefix="t:")
         yield RedisState(cache)
         cache.close()

@@ -130,7 +130,7 @@ def test_a_poll_instance_killed_with_requests_in_flight_costs_at_most_an_interva
             deadline = time.monotonic() + 30
             held: list[str] = []
             while not held and time.monotonic() < deadline:  # the victim holds slots: its requests are in flight
-                for key in client.scan_iter("motion-meta:mod:slots:*"):
+                for key in client.scan_iter("motion-meta:{mod}:slots:*"):
                     record = json.loads(client.get(key) or "{}")
                     held += [h for h in record.get("holders", {}) if f":{victim.pid}:" in h]
             assert held, "the victim never had a request in flight"

@@ -138,6 +138,8 @@ def test_a_relative_home_is_made_absolute(tmp_path: Path, monkeypatch: pytest.Mo
         ("MOTION_META_HOME", "~nonexistentuser/x", "starts with a ~user that does not exist"),
         ("MOTION_META_CACHE_URL", "redis://127.0.0.1:-5/0", "has no valid port"),
         ("MOTION_META_CACHE_URL", "redis://127.0.0.1:1/abc", "names no database number"),
+        ("MOTION_META_CACHE_URL", "redis+cluster://127.0.0.1:7000/2", "a Redis Cluster has database 0 only"),
+        ("MOTION_META_CACHE_URL", "redis+cluster://:7000", "names no host"),
         ("META_GRAPH_URL", "http://127.0.0.1:99999", "has no valid port"),
         ("META_GRAPH_URL", "http://127.0.0.1:8765/v25.0", "ends with an API version"),
     ],
