@@ -175,14 +175,6 @@ def one_at_a_time(scopes: dict[str, Scope], now: int, handling: ThrottleHandling
     )
 
 
-def fair_share(name: str, scope: Scope, instances: int) -> Scope:
-    """What one of `instances` may spend of a metered scope's budget while it cannot see the others: an equal
-    share (Meta's window still counts everyone's sends). Cooldowns and everything else stay as they were."""
-    if not is_metered(name) or scope.budget in (None, UNMETERED) or instances <= 1:
-        return scope
-    return replace(scope, budget=max(1, scope.budget // instances))
-
-
 def estimate_budget(sends: int, usage_pct: float) -> int | None:
     """Calls per window, from `sends` of ours that a reading counted and the percentage it reported.
 
