@@ -302,6 +302,7 @@ def _fetch(
     deadline = time.monotonic() + retry.deadline_s
     timeout = (retry.connect_timeout_s, retry.read_timeout_s)
     response = session.get(url, params=params, headers=headers, timeout=timeout, stream=True, allow_redirects=False)
+    complete = False
     try:
         chunks: list[bytes] = []
         size = 0
@@ -315,13 +316,17 @@ def _fetch(
             except (urllib3.exceptions.ProtocolError, urllib3.exceptions.DecodeError) as exc:
                 raise requests.exceptions.ChunkedEncodingError(str(exc)) from None
             if not chunk:
+                complete = True
                 return response, b"".join(chunks)
             size += len(chunk)
             if size > retry.max_body_bytes:
                 return response, None
             chunks.append(chunk)
     finally:
-        response.close()
+        if complete:
+            response.raw.release_conn()  # read to its end: the connection serves the next request
+        else:
+            response.close()  # abandoned mid-body: the connection cannot be reused
 
 
 def _redirect_reason(response: requests.Response) -> str:
