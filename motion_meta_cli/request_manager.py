@@ -224,21 +224,22 @@ class MetaRequestManager:
                 endpoint = url[len(self._base) :].split("/")[0]
                 metrics.request_seconds.labels(endpoint).observe(time.perf_counter() - sent)
             usage = parse_usage(response.headers, header_names)
+            classification: Classification | None
             if body is None:  # larger than max_body_bytes: what it says is unknown, but it was an answer
-                self.moderator.answered(ticket, usage, handling)
                 reason = f"the answer is larger than {retry.max_body_bytes} bytes (MAX_BODY_BYTES); not read further"
-                return Classification(ErrorKind.UNKNOWN, response.status_code, reason)
-            if response.is_redirect:  # never followed: the Graph API does not redirect, and we send a token
-                self.moderator.answered(ticket, usage, handling)
-                return Classification(ErrorKind.UNKNOWN, response.status_code, _redirect_reason(response))
-            classification = classify_response(response.status_code, body, usage, rules)
+                classification = Classification(ErrorKind.UNKNOWN, response.status_code, reason)
+            elif response.is_redirect:  # never followed: the Graph API does not redirect, and we send a token
+                classification = Classification(ErrorKind.UNKNOWN, response.status_code, _redirect_reason(response))
+            else:
+                classification = classify_response(response.status_code, body, usage, rules)
             if classification is not None and classification.kind is ErrorKind.THROTTLED:
                 self.moderator.name_scopes(ticket, usage, handling)
                 key = scope_key(classification.scope, customer) if classification.scope else APP
                 self.moderator.throttled(ticket, key, classification, handling)
                 return classification
             self.moderator.answered(ticket, usage, handling)
-            return (response, body, usage) if classification is None else classification
+            # Unclassified means read whole (a body too large is classified above).
+            return classification if classification is not None else (response, body or b"", usage)
         finally:
             self.moderator.finish(ticket)
 
