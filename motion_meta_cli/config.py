@@ -218,8 +218,8 @@ class BackendURL:
     target: str
 
 
-CACHE_SCHEMES = ("sqlite", "redis", "rediss", "redis+cluster", "rediss+cluster")
 REDIS_SCHEMES = ("redis", "rediss", "redis+cluster", "rediss+cluster")
+CACHE_SCHEMES = ("sqlite", *REDIS_SCHEMES)
 STORE_SCHEMES = ("sqlite", "dynamodb")
 SECRETS_SCHEMES = ("local", "aws-secretsmanager")
 _EXAMPLES = {

@@ -14,8 +14,7 @@ is time order; `error_kind`, `error_message` and `user` are absent when they do 
 batched and idempotent: a history item is keyed by its fetch instant (a retry puts the same item again), and
 the snapshot is only replaced by a fetch at least as new (a conditional put in a transaction), so retries and
 fetches that finish out of order behave exactly as in `SQLiteCustomerStore`; within one instant the last
-write wins in both. Reads are
-strongly consistent, as SQLite's are. Only imported when DynamoDB is configured.
+write wins in both. Reads are strongly consistent, as SQLite's are. Only imported when DynamoDB is configured.
 """
 
 from __future__ import annotations
@@ -201,7 +200,7 @@ class DynamoCustomerStore:
 
     def save_results(self, results: Sequence[FetchResult]) -> None:
         """Store a batch in a few calls: the history items with BatchWriteItem, WRITE_BATCH per call, and the
-        snapshots with TransactWriteItems, each put only if newer than the stored one. Items DynamoDB leaves
+        snapshots with TransactWriteItems, each put unless a newer fetch is stored. Items DynamoDB leaves
         unprocessed are retried with backoff; if some remain, BackendUnavailableError, and the caller's retry
         of the whole batch is safe (a history item is keyed by its fetch instant, a snapshot only moves on)."""
         history: dict[tuple[str, str], Item] = {}

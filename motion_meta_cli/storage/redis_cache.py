@@ -22,6 +22,18 @@ from motion_meta_cli.storage.breaker import RETRY_S, CircuitBreaker
 LOCK_POLL_S = 0.02
 
 _AUTH_ERRORS = (redis.exceptions.AuthenticationError, redis.exceptions.AuthorizationError)
+_AUTH_REFUSALS = ("NOAUTH", "WRONGPASS", "NOPERM", "invalid username-password", "HELLO must be called")
+"""How Redis says no to a password, in the text redis-py's RedisCluster folds every start-up error into."""
+
+
+def _refused_authentication(exc: BaseException) -> bool:
+    """Whether `exc` (or what it wraps) is Redis refusing the credentials."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, _AUTH_ERRORS) or any(text in str(seen) for text in _AUTH_REFUSALS):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 class RedisCache:
@@ -75,6 +87,11 @@ class RedisCache:
                 # The first node answers which nodes hold which slots; later MOVED answers are followed.
                 cluster = redis.cluster.RedisCluster.from_url(plain, **options)
             except (redis.exceptions.RedisClusterException, redis.exceptions.RedisError) as exc:
+                if _refused_authentication(exc):
+                    raise ConfigError(
+                        f"the Redis Cluster at {parts.hostname}:{parts.port} refused authentication; "
+                        "check the password in MOTION_META_CACHE_URL"
+                    ) from None
                 raise BackendUnavailableError(
                     f"cannot reach the Redis Cluster at {parts.hostname}:{parts.port} ({str(exc)[:120]}); "
                     "is it running? (MOTION_META_CACHE_URL)"

@@ -82,3 +82,21 @@ def test_poll_runs_on_a_redis_cluster(redis_cluster: RedisClusterServers, tmp_pa
     assert shown.code == 0, shown.stderr
     [app] = [scope for scope in json.loads(shown.stdout)["scopes"] if scope["scope"] == "app"]
     assert app["budget"] is not None, "the app's budget was learned, and kept in the cluster"
+
+
+def test_a_password_the_cluster_refuses_is_a_config_error_not_an_outage(redis_cluster: RedisClusterServers) -> None:
+    import redis
+
+    from motion_meta_cli.errors import ConfigError
+
+    for node in redis_cluster.nodes:
+        with redis.Redis(port=node.port) as client:
+            client.config_set("requirepass", "s3cret")
+    port = redis_cluster.nodes[0].port
+    for url in (f"redis+cluster://:wrong@127.0.0.1:{port}", f"redis+cluster://127.0.0.1:{port}"):
+        with pytest.raises(ConfigError, match="refused authentication; check the password"):
+            RedisCache.from_url(url, prefix="p:", timeout_s=TIMEOUT_S)
+    cache = RedisCache.from_url(f"redis+cluster://:s3cret@127.0.0.1:{port}", prefix="p:", timeout_s=TIMEOUT_S)
+    cache.set("k", "v")
+    assert cache.get("k") == "v"
+    cache.close()
