@@ -163,15 +163,19 @@ class AppHandler:
             names = [self.store.get_customer(name).name for name in customers]
         return self.service.run_cycle(names)
 
+    def rest(self) -> None:
+        """Idle until further notice (a Lambda environment between invocations, frozen): this instance stops
+        announcing itself, so that the others do not hold its share of the budgets for it."""
+        if "moderator" in self.__dict__:
+            self.moderator.presence.leave()
+
     def close(self) -> None:
         """Release connections and files of the parts that were built."""
         built = self.__dict__
         if "requests" in built:
             self.requests.close()
         if "moderator" in built:
-            close = getattr(self.moderator.state, "close", None)
-            if close is not None:
-                close()
+            self.moderator.close()
         for name in ("cache", "store", "secrets"):
             if name in built:
                 built[name].close()

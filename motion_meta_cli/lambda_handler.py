@@ -50,6 +50,7 @@ def handler(event: dict[str, Any] | None, context: object = None) -> dict[str, A
         report = app.handle_request(customers)
     finally:
         DEADLINE.reset(token)
+        app.rest()  # the environment may be frozen until the next invocation
     deferred = {
         result.customer: round(result.error.retry_after_s or 0.0, 3)
         for result in report.results

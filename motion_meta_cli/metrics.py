@@ -54,7 +54,7 @@ retries = Counter("motion_meta_graph_retries_total", "Attempts after the first o
 throttles = Counter("motion_meta_throttles_total", "Throttled answers by the kind of scope Meta named.", ["scope_kind"])
 waits = Histogram(
     "motion_meta_moderation_wait_seconds",
-    "Time a request waited before it could be sent, by reason (cooldown, probe, budget, customer_cap).",
+    "Time a request waited before it could be sent, by reason (cooldown, probe, budget, partition, customer_cap).",
     ["reason"],
     buckets=WAIT_BUCKETS,
 )

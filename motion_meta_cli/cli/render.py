@@ -99,11 +99,11 @@ def render_credentials(statuses: list[CredentialStatus], *, as_json: bool) -> No
 
 
 def render_moderation(state: dict[str, Any], *, as_json: bool) -> None:
-    """`moderation show`: a table of scopes, then named scopes and slots."""
+    """`moderation show`: a table of scopes, then named scopes, slots and the instances sharing the budgets."""
     if as_json:
         print_json(state)
         return
-    if not state["scopes"] and not state["named_scopes"] and not state["slots"]:
+    if not state["scopes"] and not state["named_scopes"] and not state["slots"] and not state["instances"]:
         stdout.print("no shared moderation state: nothing paused, no budget learned yet")
         return
     table = Table(title="Shared moderation", title_justify="left")
@@ -127,6 +127,10 @@ def render_moderation(state: dict[str, Any], *, as_json: bool) -> None:
         stdout.print(f"{customer} also falls under: {', '.join(scopes)}")
     for customer, held in state["slots"].items():
         stdout.print(f"{customer}: {held} request(s) in flight")
+    for holder, entry in state["instances"].items():
+        alone = ", ".join(f"{n} on {log}" for log, n in entry["alone"].items())
+        sent = f"; sent alone lately: {alone}" if alone else ""
+        stdout.print(f"instance {holder}: last heartbeat {entry['seen_s_ago']:.1f} s ago{sent}")
 
 
 def _cooldowns(app: AppHandler) -> str:

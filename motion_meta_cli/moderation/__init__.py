@@ -17,7 +17,10 @@ What a reader must hold, in the order a request meets them:
 9. **limited**: throttled lately, so the budget binds even with pacing off.
 10. **slot**: one of a customer's requests in flight, a lease of one attempt (`slots.py`).
 11. **ticket**: one admitted attempt; it gives back what it holds however the attempt ends.
-12. **fallback**: in-process moderation while the shared state cannot be reached (`failsafe.py`).
+12. **fallback**: in-process moderation while the shared state cannot be reached (`failsafe.py`); it
+    starts from the records the shared state last returned.
+13. **share**: what of each budget an instance may fill, from the instances that announce themselves
+    with a heartbeat (`presence.py`): 1/n while cut off, less what others sent alone once back.
 
 The rules are `rules.py` (pure); the backends (`state.LocalState`, `sqlite_state`, `redis_state`)
 offer three primitives and store; `moderator.py` sequences and sleeps.

@@ -1,13 +1,17 @@
 """Moderation that survives its backend: while the shared state cannot be reached, moderate in-process
 (and say so once), then share again as soon as it answers.
 
-What was taken from one backend is never given back to the other: a probe or slot taken in Redis and
-released while Redis is away stays in Redis until its lease (one attempt) runs out.
+In-process moderation starts from the records the shared state last returned (cooldowns, budgets, the
+instances that share them), so nothing it knew is forgotten; its send logs hold only what was sent alone,
+which the heartbeat announces once the shared state answers again (`presence`, `rules.share`). What was
+taken from one backend is never given back to the other: a probe or slot taken in Redis and released
+while Redis is away stays in Redis until its lease (one attempt) runs out.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import TypeVar
@@ -36,6 +40,9 @@ class FailSafeState:
         self.shared = shared
         self.fallback = LocalState(time.time)
         self._breaker = CircuitBreaker(clock)
+        self._known: dict[str, Record] = {}
+        """The records as the shared state last returned them: where in-process moderation starts from."""
+        self._known_lock = threading.Lock()
 
     @property
     def degraded(self) -> bool:
@@ -53,6 +60,8 @@ class FailSafeState:
             first = self._breaker.closed
             self._breaker.failed(admission)
             if first:
+                with self._known_lock:
+                    self.fallback.load(self._known)
                 log.warning("%s; moderating in this process only until it answers again", exc)
             return operation(self.fallback)
         except BaseException:
@@ -65,15 +74,44 @@ class FailSafeState:
 
     def read(self, keys: Sequence[str] | None) -> tuple[int, dict[str, Record]]:
         """See `ModerationState`."""
-        return self._call(lambda state: state.read(keys))
+
+        def read(state: ModerationState) -> tuple[int, dict[str, Record]]:
+            now, records = state.read(keys)
+            if state is self.shared:
+                self._remember(keys, records)
+            return now, records
+
+        return self._call(read)
 
     def update(self, key: str, change: Change) -> Record | None:
         """See `ModerationState`."""
-        return self._call(lambda state: state.update(key, change))
+
+        def update(state: ModerationState) -> Record | None:
+            new = state.update(key, change)
+            if state is self.shared:
+                self._remember([key], {key: new} if new is not None else {})
+            return new
+
+        return self._call(update)
 
     def admit(self, limits: Sequence[Limit], window_ms: int, margin_ms: int) -> Admitted:
         """See `ModerationState`."""
         return self._call(lambda state: state.admit(limits, window_ms, margin_ms))
+
+    def alone(self, window_ms: int) -> dict[str, int]:
+        """Sends per log made in-process (so in no shared log) in the last `window_ms`."""
+        return self.fallback.sent(window_ms)
+
+    def _remember(self, keys: Sequence[str] | None, records: dict[str, Record]) -> None:
+        """Keep what the shared state said of `keys` (of every key when None)."""
+        with self._known_lock:
+            if keys is None:
+                self._known = dict(records)
+            for key in keys or ():
+                if key in records:
+                    self._known[key] = records[key]
+                else:
+                    self._known.pop(key, None)
 
     def close(self) -> None:
         """Close the shared state's connections, if it has any of its own."""

@@ -28,6 +28,7 @@ from motion_meta_cli.config import ThrottleHandling
 from motion_meta_cli.errors import ThrottledError
 from motion_meta_cli.meta import Classification, Usage
 from motion_meta_cli.moderation import rules
+from motion_meta_cli.moderation.presence import Presence
 from motion_meta_cli.moderation.rules import APP, Limit, Pause, Scope, Wait
 from motion_meta_cli.moderation.state import ModerationState, Record, holder_id
 
@@ -107,6 +108,7 @@ class Moderator:
         random: Callable[[], float] = _random.random,
     ) -> None:
         self.state = state
+        self.presence = Presence(state)
         self.stats = ModerationStats()
         self._sleep = sleep
         self._clock = clock
@@ -146,10 +148,11 @@ class Moderator:
                     if not gated and (self._queued or rules.one_at_a_time(scopes, now, handling)):
                         gated = self._queue_at_gate()
                         continue
-                    block = rules.blocker(scopes, now, handling, probes)
+                    share = self.presence.share(now, handling)
+                    block = rules.blocker(scopes, now, handling, probes, share)
                     if block is None:
                         metered = [name for name in scopes if rules.is_metered(name)]
-                        limits = [rules.limit(name, scopes[name], now, handling) for name in metered]
+                        limits = [rules.limit(name, scopes[name], now, handling, share) for name in metered]
                         limits += [Limit(rules.answered_log(name), record=False) for name in metered]
                         admitted = self.state.admit(limits, window_ms, margin_ms)
                         if admitted.wait_ms <= 0:
@@ -290,10 +293,16 @@ class Moderator:
         """What every instance shares right now, for `moderation show`: each scope's cooldown, probe, budget
         and limited mark (seconds left), each customer's named scopes, and the slots held."""
         now, records = self.state.read(None)
-        scopes, named, slots = [], {}, {}
+        scopes, named, slots, instances = [], {}, {}, {}
         for key, record in sorted(records.items()):
             kind, _, customer = key.partition(":")
-            if kind == "names":
+            if key == rules.INSTANCES:
+                instances = {
+                    holder: {"seen_s_ago": round((now - entry["seen_ms"]) / 1000, 3), "alone": entry.get("alone", {})}
+                    for holder, entry in sorted(record.get("instances", {}).items())
+                    if entry["until_ms"] > now
+                }
+            elif kind == "names":
                 named[customer] = sorted(rules.live_names(record, now))
             elif kind == "slots":
                 slots[customer] = sum(until > now for until in record.get("holders", {}).values())
@@ -316,20 +325,28 @@ class Moderator:
                         "limited_s": left(scope.limited_until_ms),
                     }
                 )
-        return {"scopes": scopes, "named_scopes": named, "slots": slots}
+        return {"scopes": scopes, "named_scopes": named, "slots": slots, "instances": instances}
 
     def clear(self, keys: Sequence[str] | None) -> list[str]:
-        """End the records of `keys` for every instance (every scope and named scope when None; slots stay,
-        they are held by requests in flight); returns the keys that had something to clear."""
+        """End the records of `keys` for every instance (every scope and named scope when None; slots and
+        the instances record stay, they are held by requests and instances running); returns the keys that
+        had something to clear."""
         present = set(self.state.read(None if keys is None else list(keys))[1])
         if keys is None:
-            keys = sorted(key for key in present if not key.startswith("slots:"))
+            keys = sorted(key for key in present if not key.startswith("slots:") and key != rules.INSTANCES)
         cleared = [key for key in keys if key in present]
         for key in cleared:
             self.state.update(key, lambda record, now: None)
         if cleared:
             log.warning("moderation cleared by hand for every instance: %s", ", ".join(cleared))
         return cleared
+
+    def close(self) -> None:
+        """This instance stops: out of the instances record, and the state's connections closed."""
+        self.presence.leave()
+        close = getattr(self.state, "close", None)
+        if close is not None:
+            close()
 
     def _scopes(self, customer: str, handling: ThrottleHandling) -> tuple[int, dict[str, Scope], set[str]]:
         """Now, the scopes a request of `customer` carries, and those of its named scopes that need no refresh
@@ -401,5 +418,6 @@ def _gave_up(wait: Wait) -> str:
         "cooldown": f"still rate limited by Meta on {wait.scope}: {left} left of its pause",
         "probe": f"still rate limited by Meta on {wait.scope}: another request probes it (for at most {left})",
         "budget": f"the budget learned for {wait.scope} allows the next call in {left}",
+        "partition": f"the moderation state is away: {left} left until the other instances see this one away",
     }[wait.why]
     return f"{why}, longer than this request may wait; try again later (the pause is kept, nothing was sent)"

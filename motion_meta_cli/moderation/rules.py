@@ -7,7 +7,8 @@ functions to `ModerationState.update`, which applies them atomically to the stor
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, replace
+from collections import Counter
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from motion_meta_cli.config import ThrottleHandling
@@ -94,12 +95,17 @@ class Pause:
     """Meta's ETA when it was longer than `pause_max_s` and so cut down."""
 
 
-def blocker(scopes: dict[str, Scope], now: int, handling: ThrottleHandling, probes: set[str]) -> Wait | Probe | None:
-    """What keeps a request on `scopes` from the send log: the longest cooldown, then a recovering scope
-    (or, when pacing, an app budget not learned yet) it does not probe. None: nothing."""
+def blocker(
+    scopes: dict[str, Scope], now: int, handling: ThrottleHandling, probes: set[str], share: Share | None = None
+) -> Wait | Probe | None:
+    """What keeps a request on `scopes` from the send log: the longest cooldown (or, cut off from the
+    others, the wait until they see it away), then a recovering scope (or, when pacing, an app budget not
+    learned yet) it does not probe. None: nothing."""
     waits = [
         Wait(name, s.cooldown_until_ms - now, "cooldown") for name, s in scopes.items() if s.cooldown_until_ms > now
     ]
+    if share is not None and share.wait_ms > 0:
+        waits.append(Wait(APP, share.wait_ms, "partition"))
     if waits:
         return max(waits, key=lambda wait: wait.ms)
     for name, scope in scopes.items():
@@ -146,14 +152,79 @@ def answered_log(name: str) -> str:
     return f"{name}:answered"
 
 
-def limit(name: str, scope: Scope, now: int, handling: ThrottleHandling) -> Limit:
-    """The send-log rule of a metered scope: its learned budget binds while pacing, or once throttled.
-    While the budget is only a coarse lower bound, sends above the threshold are spaced at window / budget,
-    so each new reading can refine it before the top is reached."""
+INSTANCES = "instances"
+"""The record of every instance seen in the last window: id -> when it was last seen (its heartbeat), and
+the sends it made alone (in-process, so in no shared log) that are still in the window."""
+QUIET_BEATS = 3
+"""An instance whose heartbeat is this many periods old is away: partitioned, stopped or dead."""
+
+
+def heartbeat_s(handling: ThrottleHandling) -> float:
+    """How often an instance announces itself: every 5 s, more often for a short window."""
+    return min(5.0, handling.window_s / 40)
+
+
+@dataclass(frozen=True, slots=True)
+class Share:
+    """What of each budget an instance may fill: `fraction` of it, less the sends made `alone` (outside the
+    shared logs) that are still in the window; `wait_ms`: not before the others can have noticed it is away."""
+
+    fraction: float = 1.0
+    alone: dict[str, int] = field(default_factory=dict)
+    wait_ms: int = 0
+
+
+def beat(record: dict[str, Any] | None, now: int, me: str, window_ms: int, alone: dict[str, int]) -> dict[str, Any]:
+    """`me` seen now, with what it sent alone; entries older than a window are dropped."""
+    entries = {i: e for i, e in (record or {}).get("instances", {}).items() if e["until_ms"] > now and i != me}
+    entries[me] = {"seen_ms": now, "until_ms": now + window_ms}
+    sent = {log: n for log, n in alone.items() if n > 0 and is_metered(log) and not log.endswith(":answered")}
+    if sent:
+        entries[me]["alone"] = sent
+    return {"instances": entries, "expires_ms": max(e["until_ms"] for e in entries.values())}
+
+
+def leave(record: dict[str, Any] | None, now: int, me: str) -> dict[str, Any] | None:
+    """`me` stopped: it no longer counts, nor holds a share."""
+    entries = {i: e for i, e in (record or {}).get("instances", {}).items() if e["until_ms"] > now and i != me}
+    return {"instances": entries, "expires_ms": max(e["until_ms"] for e in entries.values())} if entries else None
+
+
+def share(record: dict[str, Any] | None, now: int, me: str, *, partitioned: bool, handling: ThrottleHandling) -> Share:
+    """The share of every budget `me` may fill, from the instances seen in the last window (`record`, as
+    last read from the shared state).
+
+    Cut off from the others, an instance fills 1/n of the budgets it knew, n counting itself, and only
+    once the others can have seen its heartbeat stop. Connected, it leaves out the shares of the away
+    instances (they may fill theirs alone), and every send made alone is still in the window: those are
+    in no shared log. So the instances together stay within each budget, cut off or not."""
+    entries = {i: e for i, e in (record or {}).get("instances", {}).items() if e["until_ms"] > now}
+    quiet_ms = int(QUIET_BEATS * heartbeat_s(handling) * 1000)
+    if partitioned:
+        mine = entries.get(me)
+        alone = len(entries | {me: None}) == 1
+        wait = 0 if mine is None or alone else mine["seen_ms"] + quiet_ms - now
+        return Share(1 / len(entries | {me: None}), {}, max(0, wait))
+    away = sum(1 for i, e in entries.items() if i != me and e["seen_ms"] <= now - quiet_ms)
+    sent: Counter[str] = Counter()
+    for entry in entries.values():
+        sent.update(entry.get("alone", {}))
+    n = len(entries | {me: None})
+    return Share((n - away) / n, dict(sent))
+
+
+def limit(name: str, scope: Scope, now: int, handling: ThrottleHandling, share: Share | None = None) -> Limit:
+    """The send-log rule of a metered scope: its learned budget binds while pacing, once throttled, and
+    whenever the instances share it out (see `share`). While the budget is only a coarse lower bound, sends
+    above the threshold are spaced at window / budget, so each new reading can refine it before the top is
+    reached."""
+    share = share or Share()
     budget = scope.budget if scope.budget_until_ms > now else None
-    binding = budget is not None and budget != UNMETERED and (handling.pacing or scope.limited_until_ms > now)
+    shared = share.fraction < 1 or share.alone.get(name, 0) > 0
+    binding = budget is not None and budget != UNMETERED and (handling.pacing or scope.limited_until_ms > now or shared)
     if not binding or budget is None:
         return Limit(name)
+    budget = max(1, math.floor(budget * share.fraction) - share.alone.get(name, 0))
     if scope.precise:
         return Limit(name, budget, 0, 0)
     spacing_from = max(1, math.floor(budget * handling.usage_threshold_pct / 100))

@@ -13,6 +13,7 @@ from motion_meta_cli.config import Settings
 from motion_meta_cli.emulator import DEMO_TOKEN, EmulatorConfig, GraphEmulator, default_directory
 from motion_meta_cli.errors import UnknownCustomerError, UsageError
 from motion_meta_cli.lambda_handler import handler
+from motion_meta_cli.moderation.rules import INSTANCES
 
 pytestmark = pytest.mark.integration
 
@@ -52,6 +53,26 @@ def test_handle_request_fetches_every_active_customer(home: Path) -> None:
             assert app.store.latest("customer3") is not None
             with pytest.raises(UnknownCustomerError):
                 app.handle_request(["ghost"])
+
+
+def test_an_instance_announces_itself_while_it_works_and_not_while_it_rests(home: Path) -> None:
+    """A Lambda environment frozen between invocations must not look like an instance cut off (the others
+    would hold its share of the budgets for a window)."""
+    with GraphEmulator(EmulatorConfig(users=default_directory(accept_any_token=True))) as server:
+        settings = Settings(meta_graph_url=server.url, meta_access_token=DEMO_TOKEN, motion_meta_home=home)
+        with AppHandler(settings) as app:
+
+            def instances() -> set[str]:
+                return set(app.moderator.state.read([INSTANCES])[1].get(INSTANCES, {}).get("instances", {}))
+
+            assert app.handle_request().fetched == ["motion_test_user"]
+            assert instances() == {app.moderator.presence.me}
+            app.rest()
+            assert instances() == set()
+            app.handle_request()
+            assert instances() == {app.moderator.presence.me}, "the next invocation announces it again"
+        with AppHandler(settings) as other:
+            assert INSTANCES not in other.moderator.state.read([INSTANCES])[1], "it left when it closed"
 
 
 def test_lambda_handler_uses_the_environment(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -66,6 +66,7 @@ def test_show_on_a_fresh_home_and_clear_needs_a_target() -> None:
         "scopes": [],
         "named_scopes": {},
         "slots": {},
+        "instances": {},
     }
     neither = runner.invoke(app, ["moderation", "clear"])
     assert neither.exit_code == 2 and "error: say what to clear" in neither.stderr
