@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
@@ -43,6 +44,10 @@ class FailSafeState:
         self._known: dict[str, Record] = {}
         """The records as the shared state last returned them: where in-process moderation starts from."""
         self._known_lock = threading.Lock()
+        self._sent = _Sends()
+        """This instance's sends in the window, per log, as the shared logs hold them: a share counts them."""
+        self._sent_alone = _Sends()
+        """Its sends while in-process (in no shared log), which the heartbeat announces (`alone`)."""
 
     @property
     def degraded(self) -> bool:
@@ -61,7 +66,7 @@ class FailSafeState:
             self._breaker.failed(admission)
             if first:
                 with self._known_lock:
-                    self.fallback.load(self._known)
+                    self.fallback.load(self._known, self._sent.merged(self._sent_alone))
                 log.warning("%s; moderating in this process only until it answers again", exc)
             return operation(self.fallback)
         except BaseException:
@@ -96,11 +101,19 @@ class FailSafeState:
 
     def admit(self, limits: Sequence[Limit], window_ms: int, margin_ms: int) -> Admitted:
         """See `ModerationState`."""
-        return self._call(lambda state: state.admit(limits, window_ms, margin_ms))
+
+        def admit(state: ModerationState) -> Admitted:
+            admitted = state.admit(limits, window_ms, margin_ms)
+            if admitted.wait_ms <= 0:
+                sent = self._sent if state is self.shared else self._sent_alone
+                sent.add([rule.log for rule in limits if rule.record], admitted.now_ms, window_ms)
+            return admitted
+
+        return self._call(admit)
 
     def alone(self, window_ms: int) -> dict[str, int]:
         """Sends per log made in-process (so in no shared log) in the last `window_ms`."""
-        return self.fallback.sent(window_ms)
+        return self._sent_alone.counts(int(time.time() * 1000) - window_ms)
 
     def _remember(self, keys: Sequence[str] | None, records: dict[str, Record]) -> None:
         """Keep what the shared state said of `keys` (of every key when None)."""
@@ -118,3 +131,29 @@ class FailSafeState:
         close = getattr(self.shared, "close", None)
         if close is not None:
             close()
+
+
+class _Sends:
+    """When this instance's requests left, per log, for one window (epoch milliseconds); thread-safe."""
+
+    def __init__(self) -> None:
+        self._logs: dict[str, deque[int]] = {}
+        self._lock = threading.Lock()
+
+    def add(self, logs: Sequence[str], now_ms: int, window_ms: int) -> None:
+        with self._lock:
+            for name in logs:
+                times = self._logs.setdefault(name, deque())
+                times.append(now_ms)
+                while times and times[0] <= now_ms - window_ms:
+                    times.popleft()
+
+    def counts(self, since_ms: int) -> dict[str, int]:
+        with self._lock:
+            counted = {name: sum(t > since_ms for t in times) for name, times in self._logs.items()}
+        return {name: n for name, n in counted.items() if n}
+
+    def merged(self, other: _Sends) -> dict[str, list[int]]:
+        with self._lock, other._lock:
+            names = self._logs.keys() | other._logs.keys()
+            return {n: sorted([*self._logs.get(n, ()), *other._logs.get(n, ())]) for n in names}

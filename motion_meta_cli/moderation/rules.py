@@ -153,10 +153,14 @@ def answered_log(name: str) -> str:
 
 
 INSTANCES = "instances"
-"""The record of every instance seen in the last window: id -> when it was last seen (its heartbeat), and
-the sends it made alone (in-process, so in no shared log) that are still in the window."""
+"""The record of every instance seen lately: id -> when it was last seen (its heartbeat), and the sends it
+made alone (in-process, so in no shared log) that are still in the window."""
 QUIET_BEATS = 3
 """An instance whose heartbeat is this many periods old is away: partitioned, stopped or dead."""
+COUNTED_WINDOWS = 2
+"""An instance counts this many windows after its last heartbeat. One would not do: an instance cut off
+spends little until its sends from before the cut leave the window, a window later, and its share must
+still be left out for it then."""
 
 
 def heartbeat_s(handling: ThrottleHandling) -> float:
@@ -175,9 +179,9 @@ class Share:
 
 
 def beat(record: dict[str, Any] | None, now: int, me: str, window_ms: int, alone: dict[str, int]) -> dict[str, Any]:
-    """`me` seen now, with what it sent alone; entries older than a window are dropped."""
+    """`me` seen now, with what it sent alone; entries that no longer count are dropped."""
     entries = {i: e for i, e in (record or {}).get("instances", {}).items() if e["until_ms"] > now and i != me}
-    entries[me] = {"seen_ms": now, "until_ms": now + window_ms}
+    entries[me] = {"seen_ms": now, "until_ms": now + COUNTED_WINDOWS * window_ms}
     sent = {log: n for log, n in alone.items() if n > 0 and is_metered(log) and not log.endswith(":answered")}
     if sent:
         entries[me]["alone"] = sent
@@ -191,25 +195,28 @@ def leave(record: dict[str, Any] | None, now: int, me: str) -> dict[str, Any] | 
 
 
 def share(record: dict[str, Any] | None, now: int, me: str, *, partitioned: bool, handling: ThrottleHandling) -> Share:
-    """The share of every budget `me` may fill, from the instances seen in the last window (`record`, as
-    last read from the shared state).
+    """The share of every budget `me` may fill, from the instances seen lately (`record`, as last read from
+    the shared state).
 
-    Cut off from the others, an instance fills 1/n of the budgets it knew, n counting itself, and only
-    once the others can have seen its heartbeat stop. Connected, it leaves out the shares of the away
-    instances (they may fill theirs alone), and every send made alone is still in the window: those are
-    in no shared log. So the instances together stay within each budget, cut off or not."""
-    entries = {i: e for i, e in (record or {}).get("instances", {}).items() if e["until_ms"] > now}
+    Cut off from the others, an instance fills 1/n of the budgets it knew, n counting itself and the others
+    as its last heartbeat saw them, and only once they can have seen its heartbeat stop. Connected, it
+    leaves out the shares of the away instances (they may fill theirs alone), and every send made alone
+    that is still in the window: those are in no shared log. So the instances together stay within each
+    budget, cut off or not, for as long as the others count the one cut off (COUNTED_WINDOWS), except for
+    what the others took beyond their share in the heartbeats before they saw it away."""
+    entries = (record or {}).get("instances", {})
     quiet_ms = int(QUIET_BEATS * heartbeat_s(handling) * 1000)
     if partitioned:
         mine = entries.get(me)
-        alone = len(entries | {me: None}) == 1
-        wait = 0 if mine is None or alone else mine["seen_ms"] + quiet_ms - now
-        return Share(1 / len(entries | {me: None}), {}, max(0, wait))
-    away = sum(1 for i, e in entries.items() if i != me and e["seen_ms"] <= now - quiet_ms)
+        last_seen = mine["seen_ms"] if mine else now
+        n = len({i for i, e in entries.items() if e["until_ms"] > last_seen} | {me})
+        return Share(1 / n, {}, max(0, last_seen + quiet_ms - now) if n > 1 else 0)
+    live = {i: e for i, e in entries.items() if e["until_ms"] > now}
+    away = sum(1 for i, e in live.items() if i != me and e["seen_ms"] <= now - quiet_ms)
     sent: Counter[str] = Counter()
-    for entry in entries.values():
+    for entry in live.values():
         sent.update(entry.get("alone", {}))
-    n = len(entries | {me: None})
+    n = len(live.keys() | {me})
     return Share((n - away) / n, dict(sent))
 
 

@@ -106,16 +106,11 @@ class LocalState:
                 self._records[key] = new
             return new
 
-    def load(self, records: dict[str, Record]) -> None:
-        """Replace every record with `records` (the fallback starts from what the shared state last said)."""
+    def load(self, records: dict[str, Record], logs: dict[str, list[int]]) -> None:
+        """Start again from `records` and `logs` (sorted send times): the fallback, from what the shared state
+        last said and what this instance sent."""
         with self._lock:
-            self._records = dict(records)
-
-    def sent(self, window_ms: int) -> dict[str, int]:
-        """Sends per log in the last `window_ms`."""
-        now = self._now()
-        with self._lock:
-            return {log: len(times) - bisect.bisect_right(times, now - window_ms) for log, times in self._logs.items()}
+            self._records, self._logs = dict(records), {log: list(times) for log, times in logs.items()}
 
     def admit(self, limits: Sequence[Limit], window_ms: int, margin_ms: int) -> Admission:
         """Admit against the in-memory logs."""
