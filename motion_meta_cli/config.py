@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import SplitResult, urlsplit
+from urllib.parse import SplitResult, unquote, urlsplit
 
 from dotenv.parser import parse_stream
 from pydantic import (
@@ -218,7 +218,7 @@ class BackendURL:
     target: str
 
 
-REDIS_SCHEMES = ("redis", "rediss", "redis+cluster", "rediss+cluster")
+REDIS_SCHEMES = ("redis", "rediss", "redis+cluster", "rediss+cluster", "redis+sentinel", "rediss+sentinel")
 CACHE_SCHEMES = ("sqlite", *REDIS_SCHEMES)
 STORE_SCHEMES = ("sqlite", "dynamodb")
 SECRETS_SCHEMES = ("local", "aws-secretsmanager")
@@ -228,6 +228,8 @@ _EXAMPLES = {
     "rediss": "rediss://user:password@redis.example.com:6380/0",
     "redis+cluster": "redis+cluster://redis.example.com:6379",
     "rediss+cluster": "rediss+cluster://redis.example.com:6379",
+    "redis+sentinel": "redis+sentinel://:password@sentinel-1.example.com:26379,sentinel-2.example.com:26379/mymaster/0",
+    "rediss+sentinel": "rediss+sentinel://:password@sentinel-1.example.com:26379/mymaster/0",
     "dynamodb": "dynamodb://motion-meta",
     "local": "local:///var/lib/motion-meta/secrets.json",
     "aws-secretsmanager": "aws-secretsmanager://motion-meta/",
@@ -240,12 +242,15 @@ def parse_backend_url(url: str, schemes: tuple[str, ...]) -> BackendURL:
     """Check a backend URL against the schemes a setting accepts; ValueError says what a good one looks like."""
     scheme, sep, rest = url.strip().partition("://")
     if not sep or scheme not in schemes:
-        examples = " or ".join(_EXAMPLES[s] for s in schemes if s not in ("rediss", "rediss+cluster"))
+        examples = " or ".join(_EXAMPLES[s] for s in schemes if not s.startswith("rediss"))
         raise ValueError(f"{url!r} is not a supported URL; use {examples}")
     if scheme in ("sqlite", "local"):
         if not rest.startswith("/") or rest.strip("/") == "":
             raise ValueError(f"{url!r} names no file; use an absolute path such as {_EXAMPLES[scheme]}")
         return BackendURL(url, scheme, rest)
+    if scheme.endswith("+sentinel"):
+        parse_sentinel_url(url)
+        return BackendURL(url, scheme, url)
     if scheme in REDIS_SCHEMES:
         parts = urlsplit(url)
         if not parts.hostname:
@@ -263,6 +268,53 @@ def parse_backend_url(url: str, schemes: tuple[str, ...]) -> BackendURL:
     if not _SECRET_PREFIX.fullmatch(rest):
         raise ValueError(f"{url!r} names no valid secret prefix; use {_EXAMPLES[scheme]}")
     return BackendURL(url, scheme, rest)
+
+
+SENTINEL_PORT = 26379
+_SERVICE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,255}")
+
+
+@dataclass(frozen=True, slots=True)
+class SentinelURL:
+    """A parsed `redis+sentinel://` URL: the Sentinels to ask, the service they watch, and the master's database
+    and credentials (the Sentinels themselves are asked without any)."""
+
+    sentinels: tuple[tuple[str, int], ...]
+    service: str
+    db: int
+    username: str | None
+    password: str | None
+    tls: bool
+
+
+def parse_sentinel_url(url: str) -> SentinelURL:
+    """`redis+sentinel://[[user]:password@]host[:port][,host:port...]/service[/db]` (`rediss+sentinel://` for
+    TLS); ValueError says what is wrong. A port left out is Sentinel's own, 26379."""
+    example = _EXAMPLES["redis+sentinel"]
+    scheme, _, rest = url.strip().partition("://")
+    netloc, _, path = rest.partition("/")
+    userinfo, _, hosts = netloc.rpartition("@")
+    sentinels = []
+    for host in hosts.split(","):
+        parts = urlsplit(f"//{host.strip()}")
+        if not parts.hostname:
+            raise ValueError(f"{url!r} names no Sentinel host; use {example}")
+        _check_port(url, parts)
+        sentinels.append((parts.hostname, parts.port or SENTINEL_PORT))
+    service, _, db = path.partition("/")
+    if not _SERVICE_NAME.fullmatch(service):
+        raise ValueError(f"{url!r} names no service (the name the Sentinels monitor) after the hosts; use {example}")
+    if db.strip("/") and not db.strip("/").isdigit():
+        raise ValueError(f"{url!r} names no database number after the service; use {example}")
+    credentials = urlsplit(f"//{userinfo}@") if userinfo else None
+    return SentinelURL(
+        sentinels=tuple(sentinels),
+        service=service,
+        db=int(db.strip("/") or 0),
+        username=unquote(credentials.username) if credentials and credentials.username else None,
+        password=unquote(credentials.password) if credentials and credentials.password else None,
+        tls=scheme.startswith("rediss"),
+    )
 
 
 def mask_token(token: str) -> str:
@@ -325,8 +377,10 @@ class Settings(BaseSettings):
     """`poll` serves /metrics, /livez and /readyz on this port (as `--metrics-port`)."""
     """`json`: one JSON object per log line on stderr (time, level, logger, message and context fields)."""
     motion_meta_cache_url: str | None = None
-    """`sqlite:///PATH` (default: cache.db under the home), `redis://host:port/db` (`rediss://` for TLS), or
-    `redis+cluster://host:port` for a Redis Cluster (any one node; `rediss+cluster://` for TLS)."""
+    """`sqlite:///PATH` (default: cache.db under the home), `redis://host:port/db` (`rediss://` for TLS),
+    `redis+cluster://host:port` for a Redis Cluster (any one node; `rediss+cluster://` for TLS), or
+    `redis+sentinel://host:port[,host:port...]/service[/db]` for the master that Redis Sentinels name
+    (`rediss+sentinel://` for TLS)."""
     motion_meta_store_url: str | None = None
     """`sqlite:///PATH` (default: store.db under the home) or `dynamodb://TABLE`."""
     motion_meta_secrets_url: str | None = None

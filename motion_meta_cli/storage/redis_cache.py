@@ -1,4 +1,5 @@
-"""The production cache: Redis, shared by every instance. Only imported when MOTION_META_CACHE_URL is redis://."""
+"""The production cache: Redis, shared by every instance. Only imported when MOTION_META_CACHE_URL is redis://
+(or a Redis Cluster's or Sentinel's URL)."""
 
 from __future__ import annotations
 
@@ -12,10 +13,12 @@ from urllib.parse import urlsplit
 import redis
 import redis.cluster
 import redis.exceptions
+import redis.sentinel
 from redis.backoff import NoBackoff
 from redis.lock import Lock
 from redis.retry import Retry
 
+from motion_meta_cli.config import parse_sentinel_url
 from motion_meta_cli.errors import BackendUnavailableError, ConfigError
 from motion_meta_cli.storage.breaker import RETRY_S, CircuitBreaker
 
@@ -55,9 +58,11 @@ class RedisCache:
         *,
         prefix: str = "motion-meta:",
         where: str = "Redis",
+        sentinel: redis.sentinel.Sentinel | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._client = client
+        self._sentinel = sentinel
         self.prefix = prefix
         self._where = where
         self._breaker = CircuitBreaker(clock)
@@ -67,8 +72,9 @@ class RedisCache:
     def from_url(
         cls, url: str, *, prefix: str, timeout_s: float = 2.0, clock: Callable[[], float] = time.monotonic
     ) -> RedisCache:
-        """A cache on the Redis at `url` (redis:// or rediss://), or on the Redis Cluster that one node of
-        `url` (redis+cluster:// or rediss+cluster://) belongs to; `timeout_s` bounds connecting and each reply."""
+        """A cache on the Redis at `url` (redis:// or rediss://), on the Redis Cluster that one node of `url`
+        (redis+cluster:// or rediss+cluster://) belongs to, or on the master that the Sentinels of `url`
+        (redis+sentinel:// or rediss+sentinel://) name; `timeout_s` bounds connecting and each reply."""
         # One attempt per call, so a call waits one timeout at most: retrying a timeout or a refused
         # connection only adds waits, and the breaker decides when to try again. No PING health check
         # either: it costs a round trip, and the pool already replaces a connection Redis closed.
@@ -80,6 +86,8 @@ class RedisCache:
             "health_check_interval": 0,
         }
         scheme, _, rest = url.partition("://")
+        if scheme.endswith("+sentinel"):
+            return cls._on_sentinel(url, options, prefix=prefix, clock=clock)
         if scheme.endswith("+cluster"):
             parts = urlsplit(url)
             plain = f"{scheme.removesuffix('+cluster')}://{rest}"
@@ -101,6 +109,22 @@ class RedisCache:
         kwargs = client.connection_pool.connection_kwargs
         where = f"Redis at {kwargs.get('host', '?')}:{kwargs.get('port', '?')}/{kwargs.get('db', 0)}"
         return cls(client, prefix=prefix, where=where, clock=clock)
+
+    @classmethod
+    def _on_sentinel(cls, url: str, options: dict[str, Any], *, prefix: str, clock: Callable[[], float]) -> RedisCache:
+        # Nothing is asked yet: each new connection asks the Sentinels (in turn, with the same timeouts) where
+        # the master is, so a failover is followed, and a master or Sentinels out of reach are a connection
+        # error like any other Redis's. The URL's credentials are the master's; Sentinels are asked without.
+        target = parse_sentinel_url(url)
+        tls = {"ssl": True} if target.tls else {}
+        # redis-py leaves Sentinel untyped; master_for returns a plain redis.Redis on a Sentinel-managed pool.
+        sentinel = redis.sentinel.Sentinel(list(target.sentinels), sentinel_kwargs={**options, **tls})  # type: ignore[no-untyped-call]
+        client: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
+            target.service, db=target.db, username=target.username, password=target.password, **options, **tls
+        )
+        hosts = ",".join(f"{host}:{port}" for host, port in target.sentinels)
+        where = f"Redis master {target.service!r}/{target.db} of the Sentinels at {hosts}"
+        return cls(client, prefix=prefix, where=where, sentinel=sentinel, clock=clock)
 
     @property
     def reachable(self) -> bool:
@@ -177,8 +201,10 @@ class RedisCache:
             self._client.ping()
 
     def close(self) -> None:
-        """Close the connection pool."""
+        """Close the connection pool (and the Sentinels' connections)."""
         self._client.close()
+        if self._sentinel is not None:
+            self._sentinel.close()
 
     @contextmanager
     def _errors(self) -> Iterator[None]:
@@ -190,6 +216,16 @@ class RedisCache:
         except _AUTH_ERRORS:
             self._breaker.succeeded(admission)  # Redis answered; waiting will not fix a password
             raise self._auth_error() from None
+        except redis.sentinel.MasterNotFoundError as exc:
+            if "AuthenticationError" not in str(exc):  # no Sentinel answered, or none names a master that is up
+                self._last_failure = "no master found"
+                self._breaker.failed(admission)
+                raise self._unreachable(self._last_failure) from None
+            self._breaker.succeeded(admission)  # a Sentinel answered: it wants a password
+            raise ConfigError(
+                f"{self._where}: a Sentinel refused to answer without a password, and motion-meta sends Sentinels "
+                "none (the password in MOTION_META_CACHE_URL is the master's)"
+            ) from None
         except redis.exceptions.ResponseError as exc:
             self._breaker.succeeded(admission)
             if str(exc).startswith(("NOAUTH", "WRONGPASS", "NOPERM")):
@@ -216,7 +252,8 @@ class RedisCache:
         )
 
     def _auth_error(self) -> ConfigError:
-        return ConfigError(f"{self._where} refused authentication; check the password in MOTION_META_CACHE_URL")
+        whose = " (the master's: Sentinels are asked without one)" if self._sentinel is not None else ""
+        return ConfigError(f"{self._where} refused authentication; check the password in MOTION_META_CACHE_URL{whose}")
 
 
 class RedisLock:

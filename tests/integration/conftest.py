@@ -6,7 +6,7 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +29,9 @@ class RedisServer:
     password: str | None = None
     process: subprocess.Popen[bytes] | None = None
     extra: tuple[str, ...] = ()
-    """More redis-server arguments (cluster mode)."""
+    """More redis-server arguments (cluster mode, a replica's master, Sentinel mode)."""
+    config_file: Path | None = None
+    """A configuration file, read before the arguments (a Sentinel needs one it may rewrite)."""
 
     @property
     def url(self) -> str:
@@ -40,19 +42,21 @@ class RedisServer:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not on PATH; .ci/run installs it")
-        args = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        args = [binary] + ([str(self.config_file)] if self.config_file else [])
+        args += ["--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
         args += ["--dir", str(self.workdir)]
         if self.password:
             args += ["--requirepass", self.password]
         args += self.extra
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and self.process.poll() is None:
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
                     return
             except OSError:
                 time.sleep(0.02)
+        self.stop()
         raise RuntimeError(f"redis-server did not start on port {self.port}")
 
     def stop(self) -> None:
@@ -155,6 +159,114 @@ def empty_redis_cluster(_shared_redis_cluster: RedisClusterServers) -> RedisClus
         with redis.Redis(port=node.port) as client:
             client.flushall()
     return _shared_redis_cluster
+
+
+SENTINEL_SERVICE = "mymaster"
+SENTINEL_DOWN_AFTER_MS = 1000
+"""How long the Sentinel waits on a silent master before it calls it down and fails over."""
+SENTINEL_FAILOVER_TIMEOUT_MS = 3000
+
+
+@dataclass
+class RedisSentinelServers:
+    """A master, one replica of it and one Sentinel watching both (quorum 1), each a redis-server child process."""
+
+    master: RedisServer
+    replica: RedisServer
+    sentinel: RedisServer
+    password: str | None = None
+    """The master's and the replica's (the Sentinel has none)."""
+
+    @property
+    def url(self) -> str:
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis+sentinel://{auth}127.0.0.1:{self.sentinel.port}/{SENTINEL_SERVICE}/0"
+
+    def master_port(self) -> int:
+        """The port of the master the Sentinel names now."""
+        import redis
+
+        with redis.Redis(port=self.sentinel.port, decode_responses=True) as client:
+            _host, port = client.execute_command("SENTINEL GET-MASTER-ADDR-BY-NAME", SENTINEL_SERVICE)
+            return int(port)
+
+    def stop(self) -> None:
+        for node in (self.sentinel, self.replica, self.master):
+            node.stop()
+
+
+def start_redis_sentinel(workdir: Path, password: str | None = None) -> RedisSentinelServers:
+    """A master, a replica (`--replicaof`) waited on until its link is up, then a Sentinel waited on until it
+    names the master and sees the replica; every process started is killed if any step fails."""
+    import redis
+
+    folders = [workdir / f"sentinel-{name}" for name in ("master", "replica", "sentinel")]
+    for folder in folders:
+        folder.mkdir(parents=True)
+    master = RedisServer(free_port(), folders[0], password, extra=("--repl-diskless-sync-delay", "0"))
+    follow = ("--replicaof", "127.0.0.1", str(master.port), *(("--masterauth", password) if password else ()))
+    replica = RedisServer(free_port(), folders[1], password, extra=follow)
+    config = folders[2] / "sentinel.conf"  # the Sentinel rewrites it as it learns
+    lines = [f"sentinel monitor {SENTINEL_SERVICE} 127.0.0.1 {master.port} 1"]
+    lines += [f"sentinel down-after-milliseconds {SENTINEL_SERVICE} {SENTINEL_DOWN_AFTER_MS}"]
+    lines += [f"sentinel failover-timeout {SENTINEL_SERVICE} {SENTINEL_FAILOVER_TIMEOUT_MS}"]
+    lines += [f"sentinel parallel-syncs {SENTINEL_SERVICE} 1"]
+    lines += [f"sentinel auth-pass {SENTINEL_SERVICE} {password}"] if password else []
+    config.write_text("\n".join(lines) + "\n")
+    sentinel = RedisServer(free_port(), folders[2], extra=("--sentinel",), config_file=config)
+    servers = RedisSentinelServers(master, replica, sentinel, password)
+    try:
+        master.start()
+        replica.start()
+        with redis.Redis(port=replica.port, password=password, decode_responses=True) as client:
+            _wait_until(lambda: client.info("replication").get("master_link_status") == "up", "the replica's link")
+        sentinel.start()  # after the replica's link is up: the Sentinel's first look at the master lists it
+        with redis.Redis(port=sentinel.port, decode_responses=True) as client:
+
+            def ready() -> bool:
+                replicas = client.execute_command("SENTINEL REPLICAS", SENTINEL_SERVICE)
+                return servers.master_port() == master.port and any(
+                    int(seen["port"]) == replica.port and seen["flags"] == "slave" for seen in replicas
+                )
+
+            _wait_until(ready, "the Sentinel's view of the master and its replica")
+    except BaseException:
+        servers.stop()
+        raise
+    return servers
+
+
+def _wait_until(condition: Callable[[], bool], what: str, timeout_s: float = 20) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def redis_sentinel(tmp_path: Path) -> Iterator[RedisSentinelServers]:
+    """A fresh master, replica and Sentinel for this test (one it may kill the master of)."""
+    servers = start_redis_sentinel(tmp_path)
+    yield servers
+    servers.stop()
+
+
+@pytest.fixture(scope="session")
+def _shared_redis_sentinel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisSentinelServers]:
+    servers = start_redis_sentinel(tmp_path_factory.mktemp("redis-sentinel"))
+    yield servers
+    servers.stop()
+
+
+@pytest.fixture
+def empty_redis_sentinel(_shared_redis_sentinel: RedisSentinelServers) -> RedisSentinelServers:
+    """A master, replica and Sentinel shared by this worker's tests, the master emptied for this one."""
+    import redis
+
+    with redis.Redis(port=_shared_redis_sentinel.master_port()) as client:
+        client.flushall()
+    return _shared_redis_sentinel
 
 
 @dataclass

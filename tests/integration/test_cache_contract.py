@@ -1,5 +1,5 @@
-"""The atomic-add and batch operations of every Cache, run against SQLite (a file), Redis (a real server) and a
-local Redis Cluster of three masters (keys spread over their slots).
+"""The atomic-add and batch operations of every Cache, run against SQLite (a file), Redis (a real server), a
+local Redis Cluster of three masters (keys spread over their slots) and a master found through a Redis Sentinel.
 
 The poller's per-cycle leases rest on them: `add_many` must store a key only where it is absent or expired,
 key by key, and say which ones this call stored, even when two instances race for the same keys.
@@ -16,14 +16,19 @@ import pytest
 
 from motion_meta_cli.storage.base import Cache
 from motion_meta_cli.storage.sqlite_cache import MAX_PARAMS, SQLiteCache
-from tests.integration.conftest import RedisClusterServers, RedisServer
+from tests.integration.conftest import RedisClusterServers, RedisSentinelServers, RedisServer
 
 pytestmark = pytest.mark.integration
 
 OpenCache = Callable[[], Cache]
+REDIS_FIXTURES = {
+    "redis": "redis_server",
+    "redis-cluster": "empty_redis_cluster",
+    "redis-sentinel": "empty_redis_sentinel",
+}
 
 
-@pytest.fixture(params=["sqlite", "redis", "redis-cluster"])
+@pytest.fixture(params=["sqlite", "redis", "redis-cluster", "redis-sentinel"])
 def open_cache(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[OpenCache]:
     """Opens another client of one backend; all of them share the same file or server."""
     opened: list[Cache] = []
@@ -36,8 +41,8 @@ def open_cache(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[OpenC
         else:
             from motion_meta_cli.storage.redis_cache import RedisCache
 
-            server: RedisServer | RedisClusterServers = request.getfixturevalue(
-                "redis_server" if request.param == "redis" else "empty_redis_cluster"
+            server: RedisServer | RedisClusterServers | RedisSentinelServers = request.getfixturevalue(
+                REDIS_FIXTURES[request.param]
             )
             cache = RedisCache.from_url(server.url, prefix=prefix, timeout_s=2.0)
         opened.append(cache)

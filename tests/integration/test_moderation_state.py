@@ -1,5 +1,5 @@
-"""One contract for every moderation state: in-process, SQLite, a real redis-server and a local Redis Cluster;
-every assertion runs on each of them."""
+"""One contract for every moderation state: in-process, SQLite, a real redis-server, a local Redis Cluster and a
+master found through a Redis Sentinel; every assertion runs on each of them."""
 
 from __future__ import annotations
 
@@ -17,14 +17,19 @@ from motion_meta_cli.moderation.rules import Limit
 from motion_meta_cli.moderation.sqlite_state import SQLiteState
 from motion_meta_cli.moderation.state import LocalState, ModerationState, Record
 from motion_meta_cli.storage.redis_cache import RedisCache
-from tests.integration.conftest import RedisClusterServers, RedisServer
+from tests.integration.conftest import RedisClusterServers, RedisSentinelServers, RedisServer
 
 pytestmark = pytest.mark.integration
 
 WINDOW_MS = 600
+REDIS_FIXTURES = {
+    "redis": "redis_server",
+    "redis-cluster": "empty_redis_cluster",
+    "redis-sentinel": "empty_redis_sentinel",
+}
 
 
-@pytest.fixture(params=["local", "sqlite", "redis", "redis-cluster"])
+@pytest.fixture(params=["local", "sqlite", "redis", "redis-cluster", "redis-sentinel"])
 def state(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ModerationState]:
     if request.param == "local":
         yield LocalState(time.time)
@@ -33,8 +38,8 @@ def state(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Moderation
         yield sqlite
         sqlite.close()
     else:
-        server: RedisServer | RedisClusterServers = request.getfixturevalue(
-            "redis_server" if request.param == "redis" else "empty_redis_cluster"
+        server: RedisServer | RedisClusterServers | RedisSentinelServers = request.getfixturevalue(
+            REDIS_FIXTURES[request.param]
         )
         cache = RedisCache.from_url(server.url, prefix="t:")
         yield RedisState(cache)

@@ -4,7 +4,15 @@ from pathlib import Path
 
 import pytest
 
-from motion_meta_cli.config import MetaPlatformConfig, Settings, load_settings
+from motion_meta_cli.config import (
+    CACHE_SCHEMES,
+    MetaPlatformConfig,
+    SentinelURL,
+    Settings,
+    load_settings,
+    parse_backend_url,
+    parse_sentinel_url,
+)
 from motion_meta_cli.errors import ConfigError
 
 
@@ -172,3 +180,58 @@ def test_the_example_file_works_as_copied(tmp_path: Path) -> None:
     (tmp_path / ".env").write_text(example.read_text())
     settings = load_settings()
     assert settings.meta_access_token is None
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        (
+            "redis+sentinel://10.0.0.1:26379/mymaster",
+            SentinelURL((("10.0.0.1", 26379),), "mymaster", 0, None, None, False),
+        ),
+        (
+            "redis+sentinel://:s%40cret@s1:26379,s2:26380/cache.master/3",
+            SentinelURL((("s1", 26379), ("s2", 26380)), "cache.master", 3, None, "s@cret", False),
+        ),
+        (
+            "rediss+sentinel://app:pw@s1,[::1]:5000/mymaster/",
+            SentinelURL((("s1", 26379), ("::1", 5000)), "mymaster", 0, "app", "pw", True),
+        ),
+    ],
+)
+def test_a_sentinel_url_names_the_sentinels_the_service_and_the_masters_database_and_credentials(
+    url: str, expected: SentinelURL
+) -> None:
+    assert parse_sentinel_url(url) == expected
+    assert Settings(motion_meta_cache_url=url).cache_backend.scheme == url.partition("://")[0]
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("redis+sentinel:///mymaster", "names no Sentinel host"),
+        ("redis+sentinel://s1:26379,/mymaster", "names no Sentinel host"),
+        ("redis+sentinel://:pw@/mymaster", "names no Sentinel host"),
+        ("redis+sentinel://s1:99999/mymaster", "has no valid port"),
+        ("redis+sentinel://s1:0/mymaster", "has no valid port"),
+        ("redis+sentinel://s1,s2:x/mymaster", "has no valid port"),
+        ("redis+sentinel://s1:26379", "names no service"),
+        ("redis+sentinel://s1:26379/", "names no service"),
+        ("redis+sentinel://s1:26379/my master", "names no service"),
+        ("redis+sentinel://s1:26379/mymaster/x", "names no database number after the service"),
+        ("redis+sentinel://s1:26379/mymaster/0/1", "names no database number after the service"),
+    ],
+)
+def test_a_bad_sentinel_url_is_a_one_line_configuration_error(
+    monkeypatch: pytest.MonkeyPatch, url: str, message: str
+) -> None:
+    monkeypatch.setenv("MOTION_META_CACHE_URL", url)
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert message in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_an_unsupported_cache_url_shows_the_sentinel_form_too() -> None:
+    with pytest.raises(ValueError, match=r"or redis\+sentinel://:password@sentinel-1\.example\.com:26379,"):
+        parse_backend_url("memcached://127.0.0.1", CACHE_SCHEMES)
