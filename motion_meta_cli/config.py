@@ -239,7 +239,15 @@ _SECRET_PREFIX = re.compile(r"[A-Za-z0-9/_+=.@-]{1,400}")
 
 
 def parse_backend_url(url: str, schemes: tuple[str, ...]) -> BackendURL:
-    """Check a backend URL against the schemes a setting accepts; ValueError says what a good one looks like."""
+    """Check a backend URL against the schemes a setting accepts; ValueError says what a good one looks like
+    (showing the URL without its password)."""
+    try:
+        return _parse_backend_url(url, schemes)
+    except ValueError as exc:
+        raise ValueError(str(exc).replace(repr(url), repr(masked_url(url)))) from None
+
+
+def _parse_backend_url(url: str, schemes: tuple[str, ...]) -> BackendURL:
     scheme, sep, rest = url.strip().partition("://")
     if not sep or scheme not in schemes:
         examples = " or ".join(_EXAMPLES[s] for s in schemes if not s.startswith("rediss"))

@@ -235,3 +235,20 @@ def test_a_bad_sentinel_url_is_a_one_line_configuration_error(
 def test_an_unsupported_cache_url_shows_the_sentinel_form_too() -> None:
     with pytest.raises(ValueError, match=r"or redis\+sentinel://:password@sentinel-1\.example\.com:26379,"):
         parse_backend_url("memcached://127.0.0.1", CACHE_SCHEMES)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://:s3cret-pw@127.0.0.1:99999/0",
+        "rediss://app:s3cret-pw@redis.example.com/x",
+        "redis+sentinel://:s3cret-pw@s1:26379",
+        "redis+cluster://app:s3cret-pw@node:6379/3",
+    ],
+)
+def test_a_bad_redis_url_is_shown_without_its_password(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    monkeypatch.setenv("MOTION_META_CACHE_URL", url)
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert "s3cret-pw" not in str(caught.value)
+    assert ":***@" in str(caught.value), str(caught.value)
