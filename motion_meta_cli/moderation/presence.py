@@ -34,6 +34,7 @@ class Presence:
         self._handling = ThrottleHandling()
         self._away = False
         self._lock = threading.Lock()
+        self._rejoining = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -47,15 +48,18 @@ class Presence:
         with self._lock:
             first = self._thread is None
             if first:
-                self._handling = handling
-                self._stop.clear()
-                self._thread = threading.Thread(target=self._run, name="motion-meta-heartbeat", daemon=True)
+                self._handling, self._stop = handling, threading.Event()
+                self._thread = threading.Thread(
+                    target=self._run, args=(self._stop,), name="motion-meta-heartbeat", daemon=True
+                )
                 self._thread.start()
         partitioned = self.partitioned
         if partitioned:
             self._away = True
         elif first or self._away:
-            self.beat()  # announce this instance (or, back from a partition, what it sent alone) first
+            with self._rejoining:  # one thread announces; the others wait for it, then need not
+                if first or self._away:
+                    self.beat()  # announce this instance (or, back from a partition, what it sent alone) first
         return rules.share(self.record, now, self.me, partitioned=partitioned, handling=handling)
 
     def beat(self) -> None:
@@ -86,8 +90,8 @@ class Presence:
             except MotionMetaError as exc:  # the entry expires a window after its last heartbeat anyway
                 log.debug("could not take this instance out of the instances record: %s", exc)
 
-    def _run(self) -> None:
-        while not self._stop.wait(rules.heartbeat_s(self._handling)):
+    def _run(self, stop: threading.Event) -> None:
+        while not stop.wait(rules.heartbeat_s(self._handling)):
             try:
                 self.beat()
             except MotionMetaError as exc:  # tried again next period; meanwhile the others may see it away

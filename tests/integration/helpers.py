@@ -131,3 +131,25 @@ def emulator_process(*flags: str) -> Iterator[str]:
         proc.wait()
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+def poll_once_on(cache_url: str, home: Path, customers: list[str]) -> dict[str, object]:
+    """Customers with tokens, then `poll --once` against an emulator with every moderation record in the
+    cache at `cache_url`; asserts every customer was fetched, and returns the app's scope from `moderation
+    show` (its budget learned and kept there)."""
+    from motion_meta_cli.emulator import EmulatorConfig, GraphEmulator, default_directory
+
+    env = {"MOTION_META_HOME": str(home), "MOTION_META_CACHE_URL": cache_url}
+    for name in customers:
+        assert invoke_cli("customers", "add", name, env=env).code == 0
+        token = f"EAApollonce{name}0000000000"
+        assert invoke_cli("credentials", "set", "--customer", name, input=token, env=env).code == 0
+    config = EmulatorConfig(users=default_directory(accept_any_token=True), app_limit=1000, window_s=60)
+    with GraphEmulator(config) as emulator:
+        run = invoke_cli("poll", "--once", "--json", env={**env, "META_GRAPH_URL": emulator.url})
+    assert run.code == 0, run.stderr
+    assert json.loads(run.stdout)["fetched"] == len(customers)
+    shown = invoke_cli("moderation", "show", "--json", env=env)
+    assert shown.code == 0, shown.stderr
+    [app] = [scope for scope in json.loads(shown.stdout)["scopes"] if scope["scope"] == "app"]
+    return dict(app)

@@ -15,6 +15,7 @@ from motion_meta_cli.moderation.redis_state import TAG, RedisState
 from motion_meta_cli.moderation.rules import Limit
 from motion_meta_cli.storage.redis_cache import RedisCache
 from tests.integration.conftest import RedisClusterServers
+from tests.integration.helpers import poll_once_on
 
 pytestmark = pytest.mark.integration
 
@@ -63,24 +64,7 @@ def test_a_killed_master_is_a_backend_error_within_a_timeout_and_moderation_goes
 
 
 def test_poll_runs_on_a_redis_cluster(redis_cluster: RedisClusterServers, tmp_path: Path) -> None:
-    import json
-
-    from motion_meta_cli.emulator import EmulatorConfig, GraphEmulator, default_directory
-    from tests.integration.helpers import invoke_cli
-
-    env = {"MOTION_META_HOME": str(tmp_path / "h"), "MOTION_META_CACHE_URL": redis_cluster.url}
-    for name in ("acme", "globex", "initech"):
-        assert invoke_cli("customers", "add", name, env=env).code == 0
-        token = f"EAAcluster{name}0000000000"
-        assert invoke_cli("credentials", "set", "--customer", name, input=token, env=env).code == 0
-    config = EmulatorConfig(users=default_directory(accept_any_token=True), app_limit=1000, window_s=60)
-    with GraphEmulator(config) as emulator:
-        run = invoke_cli("poll", "--once", "--json", env={**env, "META_GRAPH_URL": emulator.url})
-    assert run.code == 0, run.stderr
-    assert json.loads(run.stdout)["fetched"] == 3
-    shown = invoke_cli("moderation", "show", "--json", env=env)
-    assert shown.code == 0, shown.stderr
-    [app] = [scope for scope in json.loads(shown.stdout)["scopes"] if scope["scope"] == "app"]
+    app = poll_once_on(redis_cluster.url, tmp_path / "h", ["acme", "globex", "initech"])
     assert app["budget"] is not None, "the app's budget was learned, and kept in the cluster"
 
 

@@ -24,6 +24,7 @@ from tests.integration.conftest import (
     free_port,
     start_redis_sentinel,
 )
+from tests.integration.helpers import poll_once_on
 
 pytestmark = pytest.mark.integration
 
@@ -134,22 +135,5 @@ def test_a_sentinel_that_wants_a_password_is_a_config_error(tmp_path: Path) -> N
 
 
 def test_poll_runs_on_a_sentinels_master(empty_redis_sentinel: RedisSentinelServers, tmp_path: Path) -> None:
-    import json
-
-    from motion_meta_cli.emulator import EmulatorConfig, GraphEmulator, default_directory
-    from tests.integration.helpers import invoke_cli
-
-    env = {"MOTION_META_HOME": str(tmp_path / "h"), "MOTION_META_CACHE_URL": empty_redis_sentinel.url}
-    for name in ("acme", "globex"):
-        assert invoke_cli("customers", "add", name, env=env).code == 0
-        token = f"EAAsentinel{name}0000000000"
-        assert invoke_cli("credentials", "set", "--customer", name, input=token, env=env).code == 0
-    config = EmulatorConfig(users=default_directory(accept_any_token=True), app_limit=1000, window_s=60)
-    with GraphEmulator(config) as emulator:
-        run = invoke_cli("poll", "--once", "--json", env={**env, "META_GRAPH_URL": emulator.url})
-    assert run.code == 0, run.stderr
-    assert json.loads(run.stdout)["fetched"] == 2
-    shown = invoke_cli("moderation", "show", "--json", env=env)
-    assert shown.code == 0, shown.stderr
-    [app] = [scope for scope in json.loads(shown.stdout)["scopes"] if scope["scope"] == "app"]
+    app = poll_once_on(empty_redis_sentinel.url, tmp_path / "h", ["acme", "globex"])
     assert app["budget"] is not None, "the app's budget was learned, and kept on the Sentinel's master"
