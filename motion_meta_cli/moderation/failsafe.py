@@ -2,8 +2,9 @@
 (and say so once), then share again as soon as it answers.
 
 In-process moderation starts from the records the shared state last returned (cooldowns, budgets, the
-instances that share them), so nothing it knew is forgotten; its send logs hold only what was sent alone,
-which the heartbeat announces once the shared state answers again (`presence`, `rules.share`). What was
+instances that share them), so nothing it knew is forgotten, and from this instance's own sends in the
+window, so that its share counts them. What it sends in-process is in no shared log: the heartbeat
+announces it once the shared state answers again (`presence`, `rules.share`). What was
 taken from one backend is never given back to the other: a probe or slot taken in Redis and released
 while Redis is away stays in Redis until its lease (one attempt) runs out.
 """
