@@ -22,7 +22,7 @@ def _missing_extra(variable: str, extra: str) -> ConfigError:
 
 
 def build_cache(settings: Settings) -> Cache:
-    """The embedded SQLite cache, or Redis for redis:// and rediss://."""
+    """The embedded SQLite cache, or Redis for the redis schemes (a server, a Cluster, or a Sentinel's master)."""
     backend = settings.cache_backend
     if backend.scheme == "sqlite":
         from motion_meta_cli.storage.sqlite_cache import SQLiteCache

@@ -381,9 +381,9 @@ class Settings(BaseSettings):
     """Fields requested from `/me` when a command does not say."""
     motion_meta_log_level: str = "WARNING"
     motion_meta_log_format: Literal["text", "json"] = "text"
+    """`json`: one JSON object per log line on stderr (time, level, logger, message and context fields)."""
     motion_meta_metrics_port: Annotated[int, Field(ge=1, le=65535)] | None = None
     """`poll` serves /metrics, /livez and /readyz on this port (as `--metrics-port`)."""
-    """`json`: one JSON object per log line on stderr (time, level, logger, message and context fields)."""
     motion_meta_cache_url: str | None = None
     """`sqlite:///PATH` (default: cache.db under the home), `redis://host:port/db` (`rediss://` for TLS),
     `redis+cluster://host:port` for a Redis Cluster (any one node; `rediss+cluster://` for TLS), or
