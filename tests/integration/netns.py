@@ -129,6 +129,7 @@ class TwoInstances:
     stats_url: str
     cut_link: str
     a_namespace: str
+    srv_namespace: str
 
     def stats(self) -> dict[str, Any]:
         return dict(requests.get(f"{self.stats_url}/__stats", timeout=5).json())
@@ -139,6 +140,11 @@ class TwoInstances:
 
     def timeline(self) -> dict[str, list[float]]:
         return dict(requests.get(f"{self.stats_url}/__timeline", timeout=5).json()["per_user"])
+
+    def redis(self, *args: str) -> str:
+        """A `redis-cli` command on the shared Redis; its raw output."""
+        command = ["ip", "netns", "exec", self.srv_namespace, "redis-cli", "-p", REDIS_PORT, "--raw", *args]
+        return subprocess.run(command, capture_output=True, text=True, check=True).stdout.strip()
 
     def cut(self) -> None:
         """Take a's link to Redis down."""
@@ -209,7 +215,7 @@ def two_instances_on_one_redis(
             )
             procs.append(proc)
             instances.append(Instance(proc, users))
-        yield TwoInstances(instances[0], instances[1], f"http://127.0.0.1:{port}", cut, a)
+        yield TwoInstances(instances[0], instances[1], f"http://127.0.0.1:{port}", cut, a, srv)
     finally:
         for proc in reversed(procs):
             if proc.poll() is None:

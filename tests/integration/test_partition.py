@@ -6,12 +6,15 @@ share. Making namespaces needs root and iproute2's `ip`; without them the test f
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from motion_meta_cli.moderation.redis_state import TAG
+from motion_meta_cli.moderation.rules import INSTANCES
 from tests.integration.netns import (
     NamespacesUnavailable,
     TwoInstances,
@@ -67,11 +70,14 @@ def test_an_instance_cut_off_redis_keeps_to_its_share_and_rejoins_without_a_burs
     after = total()
     until(lambda: total() >= after + 2 * LIMIT, "both instances have paced together again for two windows")
     throttles["after"] = pair.stats()["throttled"]
+    instances_key = f"motion-meta:{TAG}:{INSTANCES}"
+    assert len(json.loads(pair.redis("GET", instances_key))["instances"]) == 2, "both announce themselves"
     for instance in (pair.a, pair.b):
         instance.stop()
         assert instance.proc.returncode == 0, "".join(instance.log)[-2000:]
         assert "Traceback" not in "".join(instance.log), "".join(instance.log)[-2000:]
 
+    assert pair.redis("EXISTS", instances_key) == "0", "both left the instances record when they stopped"
     busiest = busiest_window(pair.timeline(), WINDOW_S)
     assert throttles["after"] == 0, f"throttled answers by the end of each phase: {throttles}"
     assert busiest <= LIMIT, f"{busiest} calls in one {WINDOW_S} s window; Meta allows {LIMIT}"
