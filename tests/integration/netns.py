@@ -166,11 +166,18 @@ def _seed(home: Path, prefix: str, customers: int) -> set[str]:
 
 @contextmanager
 def two_instances_on_one_redis(
-    workdir: Path, *, limit: int, window_s: float, customers: int, pythonpath: str | None = None
+    workdir: Path,
+    *,
+    limit: int,
+    window_s: float,
+    customers: int,
+    pythonpath: str | None = None,
+    guard_pct: float | None = None,
 ) -> Iterator[TwoInstances]:
     """Redis in `srv`, the emulator here (`limit` calls per `window_s` for the whole app, 50 ms a call), and
     `poll --interval 0.5 --concurrency 4` in `a` and in `b`, each over `customers` customers of its own;
-    `pythonpath` runs the instances from another checkout. Everything is stopped and removed afterwards."""
+    `pythonpath` runs the instances from another checkout, `guard_pct` sets WINDOW_GUARD_PCT. Everything is
+    stopped and removed afterwards."""
     hosts = Hosts()
     procs: list[subprocess.Popen[str]] = []
     try:
@@ -206,6 +213,7 @@ def two_instances_on_one_redis(
                 "MOTION_META_REDIS_TIMEOUT_S": "0.5",
                 "META_GRAPH_URL": f"http://10.{octet}.{side}.1:{port}",
                 "META_RATE_WINDOW_S": str(window_s),
+                **({"META_PLATFORM__THROTTLE__WINDOW_GUARD_PCT": str(guard_pct)} if guard_pct is not None else {}),
                 "MOTION_META_LOG_LEVEL": "WARNING",
                 **({"PYTHONPATH": pythonpath} if pythonpath else {}),
             }
