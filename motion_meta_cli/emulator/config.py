@@ -26,7 +26,8 @@ class EmulatorConfig:
     count only calls whose token belongs to a user, so a call with a bad token is answered 190 unless the app
     or page limit refuses it first.
 
-    Fault rates are probabilities drawn per Graph request from `random.Random(seed)`. The four that replace
+    Fault rates are probabilities drawn per Graph request (with a seed, from the seed, the token and how many
+    requests that token made before: see `faults`). The four that replace
     the answer (500, transient, html, drop) are exclusive and must add up to at most 1; so must the two that
     garble usage headers (malformed usage, string numbers). Faulted requests count against the limits.
     """

@@ -1,7 +1,8 @@
 """Seeded fault injection: which requests fail, how, and how much extra latency each gets.
 
-Each request draws a fixed number of values from one `random.Random(seed)`, so one seed and one configuration
-give the same faults in the same order on every run (for requests made one after another).
+With a seed, the nth request of each caller (its access token) draws its faults from `random.Random` seeded
+with the seed, the caller and n: one seed and one configuration give every caller the same faults on every
+run, however the callers' requests interleave. Without one, every request draws from one unseeded generator.
 """
 
 from __future__ import annotations
@@ -57,18 +58,22 @@ class FaultInjector:
         self._slow_rate, self._slow_s = config.fault_slow_rate, config.slow_s
         self.active = bool(self._response_faults or self._header_faults or self._jitter_s or self._slow_rate)
         """False when nothing is ever injected; `draw()` then costs nothing and draws nothing."""
-        self._rng = random.Random(config.seed)
+        self._seed = config.seed
+        self._rng = random.Random()
+        self._drawn: dict[str, int] = {}
         self._lock = threading.Lock()
 
-    def draw(self) -> FaultDraw:
-        """The faults of the next request."""
+    def draw(self, caller: str = "") -> FaultDraw:
+        """The faults of `caller`'s next request."""
         if not self.active:
             return NO_FAULT
         with self._lock:
-            response_roll = self._rng.random() if self._response_faults else 1.0
-            header_roll = self._rng.random() if self._header_faults else 1.0
-            extra_latency_s = self._rng.uniform(0.0, self._jitter_s) if self._jitter_s else 0.0
-            slow = self._rng.random() < self._slow_rate if self._slow_rate else False
+            n = self._drawn[caller] = self._drawn.get(caller, 0) + 1
+            rng = self._rng if self._seed is None else random.Random(f"{self._seed}:{caller}:{n}")
+            response_roll = rng.random() if self._response_faults else 1.0
+            header_roll = rng.random() if self._header_faults else 1.0
+            extra_latency_s = rng.uniform(0.0, self._jitter_s) if self._jitter_s else 0.0
+            slow = rng.random() < self._slow_rate if self._slow_rate else False
         return FaultDraw(
             _pick(self._response_faults, response_roll),
             _pick(self._header_faults, header_roll),

@@ -214,7 +214,7 @@ class GraphEmulator:
     ) -> _Reply:
         trace_id = secrets.token_urlsafe(9)
         record = RequestRecord()
-        faults = self._faults.draw()
+        faults = self._faults.draw(_token_from(headers, query, RequestRecord()) or "")
         record.slow = faults.slow
         self._stats.enter()
         try:

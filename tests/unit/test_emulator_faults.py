@@ -130,3 +130,15 @@ def test_slow_answers_come_at_their_rate_on_top_of_any_other_fault() -> None:
     assert all(draw.extra_latency_s == 3.0 for draw in slow)
     assert all(draw.extra_latency_s == 0.0 for draw in draws if not draw.slow)
     assert any(draw.response is Fault.SERVER_ERROR for draw in slow), "slow is independent of the answer's fault"
+
+
+def test_with_a_seed_each_caller_meets_the_same_faults_however_callers_interleave() -> None:
+    config = EmulatorConfig(fault_500_rate=0.3, fault_html_rate=0.2, latency_jitter_s=0.1, seed=5)
+    first, second = FaultInjector(config), FaultInjector(config)
+    alone = [first.draw("EAAone") for _ in range(50)]
+    interleaved = []
+    for _ in range(50):
+        second.draw("EAAother")
+        interleaved.append(second.draw("EAAone"))
+    assert interleaved == alone
+    assert alone != [first.draw("EAAother") for _ in range(50)], "another caller meets other faults"
