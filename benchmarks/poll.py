@@ -39,18 +39,16 @@ demo customer. Each `poll --once` runs under a tiny wrapper process that times i
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import secrets
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -58,13 +56,23 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from _support import clean_env, emulator_reset, emulator_stats, free_port, kill, start_emulator, tail, wait_for_port
+from _support import (
+    clean_env,
+    emulator_reset,
+    emulator_stats,
+    free_port,
+    kill,
+    kill_group,
+    slot_coverage,
+    start_emulator,
+    tail,
+    wait_for_port,
+)
 from requests.adapters import HTTPAdapter
 
 from motion_meta_cli.app import AppHandler
 from motion_meta_cli.config import Settings
 from motion_meta_cli.models import iso_utc, utc_now
-from motion_meta_cli.poller import LATE_SHARE
 from motion_meta_cli.storage.local_secrets import FILE_MODE, LocalSecretsStore
 
 PUT_SECRET_MAX = 2000
@@ -141,14 +149,6 @@ def _token(n: int) -> str:
     return f"EAAbench{n:06d}xxxxxxxxxx"
 
 
-def _kill_group(proc: subprocess.Popen[Any]) -> None:
-    """Kill a process started with `start_new_session=True` and everything it started."""
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-
-
 def _write_secrets(path: Path, count: int) -> None:
     """The file LocalSecretsStore writes: `{customer: {token, version, updated_at}}`, sorted, indent 2, 0600."""
     now = iso_utc(utc_now())
@@ -207,7 +207,7 @@ def _poll_once(home: Path, url: str, work: Path, label: str, customers: int, arg
     except subprocess.TimeoutExpired:
         pass
     finally:
-        _kill_group(proc)
+        kill_group(proc)
     stdout, stderr = out_path.read_text(errors="replace"), err_path.read_text(errors="replace")
     measured = json.loads(rss_path.read_text()) if rss_path.exists() else None
     reports = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
@@ -447,49 +447,24 @@ def _shared(template: Seeded, work: Path, args: argparse.Namespace) -> None:
     names = {_name(i) for i in range(n)}
     outputs = [(out.read_text(errors="replace"), err.read_text(errors="replace")) for out, err in files]
     reports = [[json.loads(line) for line in out.splitlines() if line.startswith("{")] for out, _ in outputs]
-    by_slot: dict[int, dict[int, dict[str, Any]]] = defaultdict(dict)
-    for instance, instance_reports in enumerate(reports):
-        for report in instance_reports:
-            by_slot[int(report["slot"])][instance] = report
+    rows = slot_coverage(reports, names, args.shared_interval)
     print(
         f"   {'slot':>10}{'fetched by 1/2/3':>20}{'fetched':>9}{'distinct':>10}"
         f"{'duplicates':>12}{'misses':>8}{'failed':>8}"
     )
-    total_fetched = total_dups = total_misses = total_failed = 0
-    interval = args.shared_interval
-
-    def late_fetches(slot: int) -> set[str]:
-        # A cycle that started late in its slot covers the next slot too (once per interval, not twice in one).
-        late = set[str]()
-        for report in by_slot.get(slot, {}).values():
-            started = datetime.fromisoformat(report["started_at"].replace("Z", "+00:00")).timestamp()
-            if started - slot * interval > LATE_SHARE * interval:
-                late.update(report["customers"])
-        return late
-
-    for slot in sorted(by_slot):
-        per_instance = by_slot[slot]
-        counts: Counter[str] = Counter()
-        for report in per_instance.values():
-            counts.update(report["customers"])
-        fetched = sum(counts.values())
-        dups = sum(1 for c in counts.values() if c > 1)
-        covered = len(per_instance) == 3
-        misses = len(names - set(counts) - late_fetches(slot - 1)) if covered else None
-        failed = sum(int(r["failed"]) for r in per_instance.values())
-        split = "/".join(str(per_instance[i]["fetched"]) if i in per_instance else "-" for i in range(3))
-        total_fetched += fetched
-        total_dups += dups
-        total_misses += misses or 0
-        total_failed += failed
+    for row in rows:
         print(
-            f"   {slot:>10}{split:>20}{fetched:>9}{len(counts):>10}{dups:>12}"
-            f"{'n/a' if misses is None else misses:>8}{failed:>8}"
+            f"   {row.slot:>10}{row.split:>20}{row.fetched:>9}{row.distinct:>10}{row.duplicates:>12}"
+            f"{'n/a' if row.misses is None else row.misses:>8}{row.failed:>8}"
         )
-    covered_slots = sum(1 for per_instance in by_slot.values() if len(per_instance) == 3)
+    total_fetched = sum(row.fetched for row in rows)
+    total_dups = sum(row.duplicates for row in rows)
+    total_misses = sum(row.misses or 0 for row in rows)
+    total_failed = sum(row.failed for row in rows)
+    covered_slots = sum(1 for row in rows if row.misses is not None)
     print(
         f"   {'total':>10}{'':>20}{total_fetched:>9}{'':>10}{total_dups:>12}{total_misses:>8}{total_failed:>8}"
-        f"   ({covered_slots} of {len(by_slot)} slots covered by all three)"
+        f"   ({covered_slots} of {len(rows)} slots covered by all three)"
     )
     per_user = stats["per_user"]
     print(

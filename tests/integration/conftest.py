@@ -1,10 +1,11 @@
-"""Real servers for integration tests: a redis-server and a moto server, each on a free port."""
+"""Real servers for integration tests: a redis-server, a local Redis Cluster and a moto server, each on a free port.
+
+The server helpers live in `benchmarks/_support.py`, which the benchmarks share; they are imported (and so
+importable) from here as before.
+"""
 
 from __future__ import annotations
 
-import shutil
-import socket
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -12,58 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks._support import RedisClusterServers, RedisServer, free_port, start_redis_cluster
 
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class RedisServer:
-    """A redis-server child process that tests may stop and start again on the same port."""
-
-    port: int
-    workdir: Path
-    password: str | None = None
-    process: subprocess.Popen[bytes] | None = None
-    extra: tuple[str, ...] = ()
-    """More redis-server arguments (cluster mode, a replica's master, Sentinel mode)."""
-    config_file: Path | None = None
-    """A configuration file, read before the arguments (a Sentinel needs one it may rewrite)."""
-
-    @property
-    def url(self) -> str:
-        auth = f":{self.password}@" if self.password else ""
-        return f"redis://{auth}127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise RuntimeError("redis-server is not on PATH; .ci/run installs it")
-        args = [binary] + ([str(self.config_file)] if self.config_file else [])
-        args += ["--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-        args += ["--dir", str(self.workdir)]
-        if self.password:
-            args += ["--requirepass", self.password]
-        args += self.extra
-        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and self.process.poll() is None:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
-            except OSError:
-                time.sleep(0.02)
-        self.stop()
-        raise RuntimeError(f"redis-server did not start on port {self.port}")
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait()
-            self.process = None
+__all__ = ["MotoServer", "RedisClusterServers", "RedisServer", "free_port", "start_redis_cluster"]
 
 
 @pytest.fixture
@@ -73,66 +25,6 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     server.start()
     yield server
     server.stop()
-
-
-@dataclass
-class RedisClusterServers:
-    """A local Redis Cluster: three masters (no replicas), each a redis-server child process on a free port."""
-
-    nodes: list[RedisServer]
-
-    @property
-    def url(self) -> str:
-        return f"redis+cluster://127.0.0.1:{self.nodes[0].port}/0"
-
-    def node_of(self, key: str) -> RedisServer:
-        """The master that holds `key`'s slot."""
-        import redis
-
-        with redis.Redis(port=self.nodes[0].port) as client:
-            slot = int(client.execute_command("CLUSTER KEYSLOT", key))
-            for start, end, (_host, port, *_rest), *_replicas in client.execute_command("CLUSTER SLOTS"):
-                if start <= slot <= end:
-                    return next(node for node in self.nodes if node.port == int(port))
-        raise RuntimeError(f"no node holds slot {slot}")
-
-    def stop(self) -> None:
-        for node in self.nodes:
-            node.stop()
-
-
-def start_redis_cluster(workdir: Path) -> RedisClusterServers:
-    """Three cluster-mode redis-servers joined with `redis-cli --cluster create`, waited on until the cluster is ok."""
-    import redis
-
-    nodes = []
-    for n in range(3):
-        folder = workdir / f"cluster-{n}"
-        folder.mkdir(parents=True)
-        extra = ("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000")
-        extra += ("--cluster-port", str(free_port()))  # the bus port; port + 10000 may be past 65535
-        node = RedisServer(port=free_port(), workdir=folder, extra=extra)
-        node.start()
-        nodes.append(node)
-    cluster = RedisClusterServers(nodes)
-    addresses = [f"127.0.0.1:{node.port}" for node in nodes]
-    subprocess.run(
-        ["redis-cli", "--cluster", "create", *addresses, "--cluster-replicas", "0", "--cluster-yes"],
-        check=True,
-        capture_output=True,
-        timeout=30,
-    )
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        states = []
-        for node in nodes:
-            with redis.Redis(port=node.port) as client:
-                states.append(client.execute_command("CLUSTER INFO").get("cluster_state"))
-        if all(state == "ok" for state in states):
-            return cluster
-        time.sleep(0.05)
-    cluster.stop()
-    raise RuntimeError("the local Redis Cluster did not reach cluster_state:ok")
 
 
 @pytest.fixture
