@@ -89,7 +89,7 @@ def main() -> None:
             print(f"{args.customers} customers, concurrency {args.concurrency}; AWS calls per 1,000 customers")
             with AppHandler(settings) as app:
                 now = [0.0]  # each cycle starts at its slot's start, as an instance on time does
-                poller = Poller(app, interval_s=INTERVAL_S, concurrency=args.concurrency, wall=lambda: now[0])
+                poller = Poller(app, interval_s=INTERVAL_S, wall=lambda: now[0])
                 for label, slot in (("cold", 1), ("warm", 2)):
                     now[0] = slot * INTERVAL_S
                     calls.clear()

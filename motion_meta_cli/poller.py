@@ -1,6 +1,6 @@
 """Polling: every interval, fetch every active customer once across all instances sharing the cache.
 
-    poller = Poller(app, interval_s=60, concurrency=8)
+    poller = Poller(app, interval_s=60)             # fetches MOTION_META_CONCURRENCY at a time
     for report in poller.run(cycles=None, stop=stop_event):     # until stop is set
         ...
 
@@ -9,7 +9,9 @@ on which cycle it is; the work of a cycle is `MetaUserService.run_cycle` with pe
 that starts late in its slot (the first one of an instance, or one after an overrun) also leases the
 next slot for the customers it fetches, so no customer is fetched twice within one interval. A cycle
 that takes longer than the interval is reported as overrun; whenever a cycle ends past its slot, the
-next starts at once for the current slot, never on top. The poller keeps the results the store could
+next starts at once for the current slot, never on top. Each instance claims first the customers it took
+in its last cycle, so instances keep to their own customers (and the tokens they hold) from cycle to
+cycle, and share out the rest as it comes. The poller keeps the results the store could
 not take (`ResultBacklog`) from cycle to cycle, and the last customer list it could read.
 """
 
@@ -88,17 +90,17 @@ class Poller:
         *,
         interval_s: float,
         customers: Sequence[str] | None = None,
-        concurrency: int = 8,
         wall: Callable[[], float] = time.time,
     ) -> None:
         self._app = app
         self.interval_s = interval_s
         self._customers = list(customers) if customers is not None else None
-        self._concurrency = concurrency
         self._wall = wall
         self.instance = secrets.token_hex(4)
         self.backlog = ResultBacklog(app.store)
         self._known: list[str] | None = None
+        self._taken_last: frozenset[str] = frozenset()
+        """The customers this instance took last cycle: it claims them first in the next one (their tokens are held)."""
         self.current: CycleReport | None = None
         """The cycle running now (None between cycles)."""
         self.recent: deque[CycleReport] = deque(maxlen=5)
@@ -167,7 +169,10 @@ class Poller:
                 extra={"cycle": number, "slot": slot},
             )
             names = self._known
-        self._app.service.run_cycle(names, leases=leases, stop=stop, backlog=self.backlog, report=report)
+        self._app.service.run_cycle(
+            names, leases=leases, stop=stop, backlog=self.backlog, report=report, prefer=self._taken_last
+        )
+        self._taken_last = frozenset(report.fetched).union(report.failed)
         report.duration_s = self._wall() - report.started_at
         return report
 

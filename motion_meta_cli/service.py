@@ -21,7 +21,7 @@ import random
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -279,16 +279,20 @@ class MetaUserService:
         stop: threading.Event | None = None,
         backlog: ResultBacklog | None = None,
         report: CycleReport | None = None,
+        prefer: Collection[str] = (),
     ) -> CycleReport:
         """Fetch every customer of `customers` this instance is responsible for (all of them without `leases`),
         skipping those whose rejected credentials have not changed, and store the results in `backlog`
-        (a fresh one when None: flushed before returning)."""
+        (a fresh one when None: flushed before returning).
+
+        The customers of `prefer` (those this instance took last cycle, whose tokens it holds) are claimed
+        first, so that instances sharing the work keep to their own customers from cycle to cycle and a warm
+        cycle reads few secrets; what is left after them is shared out as it comes."""
         stop = stop or threading.Event()
         report = report or CycleReport()
         store = backlog if backlog is not None else ResultBacklog(self._store)
         lost_before = store.lost
-        names = list(customers)
-        random.shuffle(names)  # instances start on different customers, so leases rarely collide
+        names = _ordered(customers, prefer)
         work = _Claims(iter(names), lambda chunk: self._claim(chunk, leases, report))
 
         def worker() -> None:
@@ -337,6 +341,17 @@ class MetaUserService:
             report.skipped_rejected.extend(customer for customer in chunk if customer in rejected)
             report.taken_elsewhere += len(wanted) - len(won)
         return won
+
+
+def _ordered(customers: Sequence[str], prefer: Collection[str]) -> list[str]:
+    """`customers` shuffled, those in `prefer` first: instances start on different customers, so that
+    leases rarely collide."""
+    preferred = set(prefer)
+    mine = [customer for customer in customers if customer in preferred]
+    rest = [customer for customer in customers if customer not in preferred]
+    random.shuffle(mine)
+    random.shuffle(rest)
+    return mine + rest
 
 
 class _Claims:

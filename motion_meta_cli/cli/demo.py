@@ -60,7 +60,7 @@ def demo() -> None:
                 console.print(
                     f"[bold]3.[/] poll every 1 s over {CUSTOMERS} customers (fixed rate, one lease per customer):"
                 )
-                poller = Poller(app, interval_s=1.0, concurrency=4)
+                poller = Poller(app, interval_s=1.0)
                 for cycle in poller.run(stop=threading.Event(), cycles=3):
                     recent = (
                         f", {cycle.taken_elsewhere} left alone (fetched less than an interval ago)"

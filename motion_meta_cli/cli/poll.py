@@ -63,7 +63,7 @@ def poll(
         configure_logging(settings.motion_meta_log_level, settings.motion_meta_log_format)
         stop = threading.Event()
         with stopped_by_signals(stop), AppHandler(settings, sleep=stoppable_sleep(stop)) as app:
-            poller = Poller(app, interval_s=interval, customers=names, concurrency=settings.motion_meta_concurrency)
+            poller = Poller(app, interval_s=interval, customers=names)
             metrics.watch(app.moderator, settings.meta_api_version)
             port = metrics_port if metrics_port is not None else settings.motion_meta_metrics_port
             with contextlib.ExitStack() as held:

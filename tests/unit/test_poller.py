@@ -61,7 +61,7 @@ def test_a_cycle_fetches_what_it_wins_skips_the_rejected_and_leaves_the_leased(a
     app.credentials.token(CUSTOMERS[0])
     assert app.credentials.mark_rejected(CUSTOMERS[0])
 
-    report = Poller(app, interval_s=30, concurrency=4).run_cycle(SLOT, 1, threading.Event())
+    report = Poller(app, interval_s=30).run_cycle(SLOT, 1, threading.Event())
 
     expected = sorted(set(CUSTOMERS) - set(elsewhere) - {CUSTOMERS[0]})
     assert sorted(report.fetched) == expected
@@ -78,7 +78,7 @@ def test_a_cycle_fetches_what_it_wins_skips_the_rejected_and_leaves_the_leased(a
 def test_two_instances_on_one_home_split_a_slot_without_duplicates_or_misses(home: Path) -> None:
     responses.get(ME, json={"id": "1", "name": "User"})
     with _open(home) as first, _open(home) as second:
-        pollers = [Poller(first, interval_s=30, concurrency=4), Poller(second, interval_s=30, concurrency=4)]
+        pollers = [Poller(first, interval_s=30), Poller(second, interval_s=30)]
         reports = [None, None]
         start = threading.Barrier(2)
 
@@ -99,6 +99,35 @@ def test_two_instances_on_one_home_split_a_slot_without_duplicates_or_misses(hom
 
 
 @responses.activate
+def test_the_next_cycle_claims_first_what_this_instance_took_and_reads_no_secret_for_it(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    responses.get(ME, json={"id": "1", "name": "User"})
+    one_worker = Settings(  # requests go out in claim order
+        motion_meta_home=home, meta_graph_url="https://graph.test", motion_meta_concurrency=1, _env_file=None
+    )
+    with AppHandler(one_worker) as app:
+        elsewhere = CUSTOMERS[::2]  # another instance holds half of the first slot's leases
+        for name in elsewhere:
+            assert app.cache.add_many([f"{LEASE_PREFIX}{SLOT}:{name}"], "other-instance", 60) == [True]
+        poller = Poller(app, interval_s=30)
+        first = poller.run_cycle(SLOT, 1, threading.Event())
+        mine = sorted(set(CUSTOMERS) - set(elsewhere))
+        assert sorted(first.fetched) == mine
+
+        read: list[str] = []
+        get_secrets, get_secret = app.secrets.get_secrets, app.secrets.get_secret
+        monkeypatch.setattr(app.secrets, "get_secrets", lambda names: read.extend(names) or get_secrets(names))
+        monkeypatch.setattr(app.secrets, "get_secret", lambda name: read.append(name) or get_secret(name))
+        responses.calls.reset()
+        second = poller.run_cycle(SLOT + 2, 2, threading.Event())  # past any next-slot lease the first took
+
+    assert sorted(second.fetched) == CUSTOMERS, "alone in this slot, it takes the rest after its own"
+    assert sorted(_tokens_sent()[: len(mine)]) == mine, "its own customers first"
+    assert set(read) == set(elsewhere), "secrets read for the customers new to it only"
+
+
+@responses.activate
 def test_a_stop_mid_cycle_sends_nothing_more_and_counts_the_rest_as_not_started(app: AppHandler) -> None:
     stop = threading.Event()
     answered: list[str] = []
@@ -110,7 +139,7 @@ def test_a_stop_mid_cycle_sends_nothing_more_and_counts_the_rest_as_not_started(
         return 200, {}, '{"id": "1", "name": "User"}'
 
     responses.add_callback(responses.GET, ME, callback=answer)
-    report = Poller(app, interval_s=30, concurrency=2).run_cycle(SLOT, 1, stop)
+    report = Poller(app, interval_s=30).run_cycle(SLOT, 1, stop)
 
     assert len(report.fetched) == len(responses.calls), "every request sent was finished and counted"
     assert len(report.fetched) < len(CUSTOMERS)
@@ -132,7 +161,7 @@ def test_a_batch_whose_credentials_cannot_be_prepared_is_still_fetched(app: AppH
         prepare(customers)
 
     app.credentials.prepare = flaky  # type: ignore[method-assign]
-    report = Poller(app, interval_s=30, concurrency=4).run_cycle(SLOT, 1, threading.Event())
+    report = Poller(app, interval_s=30).run_cycle(SLOT, 1, threading.Event())
     assert len(calls) > 2
     assert sorted(report.fetched) == CUSTOMERS, "preparing is a speed-up: each request read its own token"
     assert report.failed == {}
@@ -148,7 +177,7 @@ def test_a_store_that_fails_at_the_end_of_a_cycle_leaves_no_slot_taken_and_keeps
         raise BackendUnavailableError("the SQLite file store.db could not be read or written (disk I/O error)")
 
     app.store.save_results = broken  # type: ignore[method-assign]
-    poller = Poller(app, interval_s=30, concurrency=4)
+    poller = Poller(app, interval_s=30)
     report = poller.run_cycle(SLOT, 1, threading.Event())
     assert sorted(report.fetched) == CUSTOMERS
     assert report.unsaved == len(CUSTOMERS) == len(poller.backlog) and report.lost == 0, "kept for the next try"
@@ -237,10 +266,10 @@ def test_a_late_cycle_also_leases_the_next_slot_so_nobody_fetches_twice_within_a
 def test_a_failed_customer_s_lease_goes_back_so_a_retry_in_the_same_slot_fetches_it(app: AppHandler) -> None:
     responses.get(ME, json={"id": "1", "name": "User"})
     app.store.add_customer("no_token")
-    first = Poller(app, interval_s=30, concurrency=4).run_cycle(SLOT, 1, threading.Event())
+    first = Poller(app, interval_s=30).run_cycle(SLOT, 1, threading.Event())
     assert list(first.failed) == ["no_token"] and not first.complete
     app.secrets.put_secret("no_token", "EAAnowithtoken")
-    retry = Poller(app, interval_s=30, concurrency=4).run_cycle(SLOT, 1, threading.Event())
+    retry = Poller(app, interval_s=30).run_cycle(SLOT, 1, threading.Event())
     assert retry.fetched == ["no_token"], "its lease went back with the failure"
     assert retry.taken_elsewhere == len(CUSTOMERS), "the others' leases hold: fetched already this slot"
     assert retry.complete
@@ -303,7 +332,7 @@ def test_cache_db_stays_bounded_over_many_cycles(tmp_path: Path) -> None:
             app.secrets.put_secret(name, f"EAA{name}token")
         wall = FakeWall(1_000_000.0)
         app.__dict__["cache"] = SQLiteCache(tmp_path / "cache.db", clock=wall)  # leases expire on the poll's clock
-        poller = Poller(app, interval_s=10, concurrency=8, wall=wall)
+        poller = Poller(app, interval_s=10, wall=wall)
         for cycle in range(50):
             report = poller.run_cycle(math.floor(wall.now / 10), cycle + 1, threading.Event())
             assert len(report.fetched) == 100
