@@ -40,7 +40,8 @@ on the next slot's boundary. --interval must exceed the cold cycle (the script s
   cold: fresh Redis, new processes: no validity marker, no token held, moderation learns the app's budget
         (its first request goes alone), start-up included (the customer list, Redis Cluster discovery);
   warm: the next slot, the same processes: markers current, tokens held for the customers each instance
-        fetched in the cold cycle. Which instance fetches whom is decided by per-slot leases, afresh each slot.
+        fetched in the cold cycle. Which instance fetches whom is decided by per-slot leases; each instance
+        claims first the customers it took in the cold cycle.
 
 Per cycle: wall duration (first instance's start to last instance's end); customers fetched, duplicates
 (fetched by more than one instance in the slot) and misses (fetched by none), by `_support.slot_coverage` over the
