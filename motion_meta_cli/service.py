@@ -5,10 +5,12 @@ the Lambda handler and `AppHandler.handle_request`:
     report = service.run_cycle(["acme", "globex"], leases=SlotLeases(cache, slot=4242, interval_s=60))
     report.fetched, report.failed, report.skipped_rejected
 
-A cycle claims customers CLAIM_BATCH at a time (their rejected marks, their per-slot leases when
-instances share the work, their credential markers: a cache round trip each), fetches them on a pool
-of workers, and stores results CLAIM_BATCH per call. A store that does not answer does not stop it:
-results wait in a bounded backlog and go out with the next store call that works.
+A cycle claims customers CLAIM_BATCH at a time (their rejected marks and their per-slot leases when
+instances share the work: a cache round trip each), until at least CLAIM_BATCH are won; it makes their
+credentials ready together (their markers in one cache round trip, the tokens it does not hold in one
+bulk read of the secrets store), fetches them on a pool of workers, and stores results CLAIM_BATCH per
+call. A store that does not answer does not stop it: results wait in a bounded backlog and go out with
+the next store call that works.
 """
 
 from __future__ import annotations
@@ -293,7 +295,7 @@ class MetaUserService:
         store = backlog if backlog is not None else ResultBacklog(self._store)
         lost_before = store.lost
         names = _ordered(customers, prefer)
-        work = _Claims(iter(names), lambda chunk: self._claim(chunk, leases, report))
+        work = _Claims(iter(names), lambda chunk: self._claim(chunk, leases, report), self._prepare)
 
         def worker() -> None:
             while not stop.is_set() and (customer := work.next()) is not None:
@@ -328,19 +330,24 @@ class MetaUserService:
         return report
 
     def _claim(self, chunk: Sequence[str], leases: SlotLeases | None, report: CycleReport) -> list[str]:
-        """The customers of `chunk` to fetch now: not rejected, and their lease won (credentials made ready in bulk)."""
+        """The customers of `chunk` to fetch now: not rejected, and their lease won."""
         rejected = self._credentials.rejected_among(chunk) if self._credentials is not None else set()
         wanted = [customer for customer in chunk if customer not in rejected]
         won = wanted if leases is None else [c for c, ok in zip(wanted, leases.take(wanted), strict=True) if ok]
-        if self._credentials is not None:
-            try:  # a speed-up only: on failure each request gets its own token
-                self._credentials.prepare(won)
-            except Exception as exc:
-                log.warning("could not prepare %d customers (%s); each is fetched on its own", len(won), exc)
         with report._lock:
             report.skipped_rejected.extend(customer for customer in chunk if customer in rejected)
             report.taken_elsewhere += len(wanted) - len(won)
         return won
+
+    def _prepare(self, customers: Sequence[str]) -> None:
+        """Make the credentials of `customers` ready in bulk (a speed-up only: on failure each request gets
+        its own token)."""
+        if self._credentials is None or not customers:
+            return
+        try:
+            self._credentials.prepare(customers)
+        except Exception as exc:
+            log.warning("could not prepare %d customers (%s); each is fetched on its own", len(customers), exc)
 
 
 def _ordered(customers: Sequence[str], prefer: Collection[str]) -> list[str]:
@@ -355,24 +362,34 @@ def _ordered(customers: Sequence[str], prefer: Collection[str]) -> list[str]:
 
 
 class _Claims:
-    """A cycle's work, shared by its workers: customers are claimed CLAIM_BATCH at a time and handed out one by
-    one to whichever worker is free, so a batch never ties a worker down while others idle."""
+    """A cycle's work, shared by its workers: customers are claimed CLAIM_BATCH at a time, until at least
+    CLAIM_BATCH are won (or none are left), their credentials made ready together, and handed out one by one
+    to whichever worker is free, so a batch never ties a worker down while others idle. Late in a cycle
+    shared with other instances most claims are lost, so a batch takes several chunks: the secrets store is
+    still read in full batches."""
 
-    def __init__(self, names: Iterator[str], claim: Callable[[Sequence[str]], list[str]]) -> None:
+    def __init__(
+        self,
+        names: Iterator[str],
+        claim: Callable[[Sequence[str]], list[str]],
+        prepare: Callable[[Sequence[str]], None],
+    ) -> None:
         self._names = names
         self._claim = claim
+        self._prepare = prepare
         self._ready: deque[str] = deque()
         self._lock = threading.Lock()
 
     def next(self) -> str | None:
         """The next customer to fetch, or None when the cycle's work is all handed out."""
         with self._lock:
-            while not self._ready:
-                chunk = list(itertools.islice(self._names, CLAIM_BATCH))
-                if not chunk:
-                    return None
-                self._ready.extend(self._claim(chunk))
-            return self._ready.popleft()
+            if not self._ready:
+                won: list[str] = []
+                while len(won) < CLAIM_BATCH and (chunk := list(itertools.islice(self._names, CLAIM_BATCH))):
+                    won += self._claim(chunk)
+                self._prepare(won)
+                self._ready.extend(won)
+            return self._ready.popleft() if self._ready else None
 
     def abandon(self) -> tuple[list[str], int]:
         """Drop what is left: the customers claimed but never started, and how many were never claimed."""

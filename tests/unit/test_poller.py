@@ -168,6 +168,25 @@ def test_a_batch_whose_credentials_cannot_be_prepared_is_still_fetched(app: AppH
 
 
 @responses.activate
+def test_credentials_are_prepared_in_full_batches_when_other_instances_took_most_leases(app: AppHandler) -> None:
+    responses.get(ME, json={"id": "1", "name": "User"})
+    for name in CUSTOMERS[::2] + CUSTOMERS[1::6]:  # two thirds taken, spread over every chunk
+        assert app.cache.add_many([f"{LEASE_PREFIX}{SLOT}:{name}"], "other-instance", 60) == [True]
+    prepare, batches = app.credentials.prepare, []
+
+    def counting(customers: list[str]) -> None:
+        batches.append(len(customers))
+        prepare(customers)
+
+    app.credentials.prepare = counting  # type: ignore[method-assign]
+    report = Poller(app, interval_s=30).run_cycle(SLOT, 1, threading.Event())
+
+    assert sum(batches) == len(report.fetched) == len(set(CUSTOMERS) - set(CUSTOMERS[::2] + CUSTOMERS[1::6]))
+    assert all(size >= CLAIM_BATCH for size in batches[:-1]), f"every batch but the last is full: {batches}"
+    assert len(batches) <= -(-len(report.fetched) // CLAIM_BATCH)
+
+
+@responses.activate
 def test_a_store_that_fails_at_the_end_of_a_cycle_leaves_no_slot_taken_and_keeps_the_results(
     app: AppHandler,
 ) -> None:
