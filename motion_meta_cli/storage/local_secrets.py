@@ -44,7 +44,10 @@ class LocalSecretsStore:
 
     def get_secret(self, customer: str) -> SecretRecord:
         """The current token of `customer`; raises MissingCredentialsError."""
-        entry = self._entry(customer)
+        return self._record(customer, self._read())
+
+    def _record(self, customer: str, data: dict[str, Any]) -> SecretRecord:
+        entry = self._entry(customer, data)
         if entry is None:
             demo = " (or set META_ACCESS_TOKEN, the demo customer's token)" if customer == DEMO_CUSTOMER else ""
             raise MissingCredentialsError(
@@ -55,16 +58,17 @@ class LocalSecretsStore:
 
     def get_secrets(self, customers: Sequence[str]) -> dict[str, SecretRecord]:
         """`get_secret` of each that has a token: the file is read (and parsed) once."""
-        records = {}
+        data, records = self._read(), {}
         for customer in customers:
             with contextlib.suppress(MotionMetaError):
-                records[customer] = self.get_secret(customer)
+                records[customer] = self._record(customer, data)
         return records
 
-    def _entry(self, customer: str) -> dict[str, Any] | None:
-        """`customer`'s entry, `{"token": "...", "version": ..., "updated_at": ...}`, or None when there is none;
-        any other shape is an error naming the customer (never showing what is there: it may be a token)."""
-        entry = self._read().get(customer)
+    def _entry(self, customer: str, data: dict[str, Any]) -> dict[str, Any] | None:
+        """`customer`'s entry in `data`, `{"token": "...", "version": ..., "updated_at": ...}`, or None when there
+        is none; any other shape is an error naming the customer (never showing what is there: it may be a
+        token)."""
+        entry = data.get(customer)
         if entry is None:
             return None
         if not isinstance(entry, dict) or not isinstance(entry.get("token"), str):
@@ -82,7 +86,7 @@ class LocalSecretsStore:
         """Store many tokens in one rewrite of the file (one per token would be quadratic); their versions."""
         versions = {customer: secrets.token_hex(12) for customer in tokens}
         with self._locked():
-            data = self._read()
+            data = dict(self._read())
             now = iso_utc(utc_now())
             for customer, token in tokens.items():
                 data[customer] = {"token": token, "version": versions[customer], "updated_at": now}
@@ -94,7 +98,7 @@ class LocalSecretsStore:
 
     def has_secret(self, customer: str) -> bool:
         """Whether a token is stored for `customer`."""
-        return self._entry(customer) is not None
+        return self._entry(customer, self._read()) is not None
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
@@ -107,6 +111,7 @@ class LocalSecretsStore:
             os.close(fd)
 
     def _read(self) -> dict[str, Any]:
+        """The file's content, parsed once per change of the file: shared, so never change it (copy it)."""
         try:
             info = self.path.stat()
         except FileNotFoundError:
@@ -116,11 +121,11 @@ class LocalSecretsStore:
         key = (info.st_mtime_ns, info.st_size, info.st_ino)
         with self._parsed_lock:
             if self._parsed is not None and self._parsed[0] == key:
-                return dict(self._parsed[1])
+                return self._parsed[1]
         data = self._parse()
         with self._parsed_lock:
             self._parsed = (key, data)
-        return dict(data)
+        return data
 
     def _parse(self) -> dict[str, Any]:
         try:

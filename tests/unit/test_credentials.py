@@ -20,7 +20,7 @@ from motion_meta_cli.storage.sqlite_cache import SQLiteCache
 
 
 class CountingSecrets(LocalSecretsStore):
-    """The real local store, counting reads."""
+    """The real local store, counting the secrets read (one by one or in bulk)."""
 
     reads = 0
     bulk: list[list[str]]
@@ -31,6 +31,7 @@ class CountingSecrets(LocalSecretsStore):
 
     def get_secrets(self, customers: Sequence[str]) -> dict[str, SecretRecord]:
         self.bulk = [*getattr(self, "bulk", []), list(customers)]
+        self.reads += len(customers)
         return super().get_secrets(customers)
 
 
