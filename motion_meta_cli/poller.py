@@ -11,8 +11,8 @@ next slot for the customers it fetches, so no customer is fetched twice within o
 that takes longer than the interval is reported as overrun; whenever a cycle ends past its slot, the
 next starts at once for the current slot, never on top. Each instance claims first the customers it took
 in its last cycle, so instances keep to their own customers (and the tokens they hold) from cycle to
-cycle, and share out the rest as it comes. The poller keeps the results the store could
-not take (`ResultBacklog`) from cycle to cycle, and the last customer list it could read.
+cycle, and share out the rest as it comes. The poller keeps the results the store could not take
+(`ResultBacklog`) from cycle to cycle, and the last customer list it could read.
 """
 
 from __future__ import annotations
