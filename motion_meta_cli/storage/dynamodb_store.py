@@ -46,6 +46,9 @@ _SNAPSHOT_SK = "SNAPSHOT"
 _HISTORY_PREFIX = "HISTORY#"
 WRITE_BATCH = 25
 """Items per BatchWriteItem call (DynamoDB's limit) and per snapshot transaction."""
+TRANSACTION_BYTES = 4_000_000
+"""The most item bytes per snapshot transaction: DynamoDB refuses a TransactWriteItems over 4 MB in all, which
+16 profiles near MAX_PROFILE_BYTES would exceed (a BatchWriteItem may hold 16 MB: 25 items always fit)."""
 WRITE_ATTEMPTS = 6
 """Tries of a batch's unprocessed or conflicting writes before the store counts as not answering."""
 
@@ -215,9 +218,8 @@ class DynamoCustomerStore:
         with self._errors():
             for start in range(0, len(items), WRITE_BATCH):
                 self._batch_put(items[start : start + WRITE_BATCH])
-            newer = list(snapshots.values())
-            for start in range(0, len(newer), WRITE_BATCH):
-                self._put_if_newer(newer[start : start + WRITE_BATCH])
+            for group in _groups(list(snapshots.values()), WRITE_BATCH, TRANSACTION_BYTES):
+                self._put_if_newer(group)
 
     def save_result(self, result: FetchResult) -> None:
         """Append to history (one item per customer and instant: a retry writes it again); on success update the
@@ -227,7 +229,10 @@ class DynamoCustomerStore:
     def _items(self, result: FetchResult) -> tuple[Item, Item | None]:
         """`result`'s history item, and its snapshot item when it fetched a user."""
         when_us = _micros(result.fetched_at)
-        user_json = json.dumps(result.user.fields(), sort_keys=True) if result.user is not None else None
+        # UTF-8 as it is, as MetaUser measures it: escaped, a profile of emoji would take three times the bytes.
+        user_json = (
+            json.dumps(result.user.fields(), sort_keys=True, ensure_ascii=False) if result.user is not None else None
+        )
         error = result.error
         history: Item = {
             "pk": {"S": _customer_pk(result.customer)},
@@ -385,6 +390,27 @@ class DynamoCustomerStore:
                         f"DynamoDB table {self.table_name!r} does not exist; run `motion-meta store init`"
                     ) from None
                 raise
+
+
+def _item_bytes(item: Item) -> int:
+    """An item's size as DynamoDB counts it, near enough: each attribute's name and value in UTF-8 bytes."""
+    return sum(len(name.encode()) + len(str(next(iter(value.values()))).encode()) for name, value in item.items())
+
+
+def _groups(items: list[Item], most: int, most_bytes: int) -> Iterator[list[Item]]:
+    """`items` in order, in groups of at most `most` items and `most_bytes` bytes (an item larger than that
+    alone)."""
+    group: list[Item] = []
+    size = 0
+    for item in items:
+        item_size = _item_bytes(item)
+        if group and (len(group) == most or size + item_size > most_bytes):
+            yield group
+            group, size = [], 0
+        group.append(item)
+        size += item_size
+    if group:
+        yield group
 
 
 def _customer(item: Item) -> Customer:

@@ -5,8 +5,10 @@ The behaviour it shares with the SQLite store is pinned in test_store_contract.p
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -203,3 +205,26 @@ def test_a_batch_is_stored_in_batch_writes_and_snapshot_transactions(store: Dyna
         assert latest is not None and latest.user["name"] == f"User {n}"
         assert [h["user"]["name"] for h in store.history(f"c{n:02d}")] == [f"User {n}"]
     assert [h["user"]["name"] for h in store.history("c00")] == ["Newer", "User 0"], "history keeps both"
+
+
+def test_large_profiles_are_stored_in_transactions_dynamodb_accepts(store: DynamoCustomerStore) -> None:
+    # Sixteen profiles near the 256 KiB cap, in emoji (4 UTF-8 bytes, 12 when escaped as JSON): one batch of
+    # them is more than DynamoDB takes in one TransactWriteItems (4 MB), and escaped, more than one item.
+    big = {f"f{n}": "\N{GRINNING FACE}" * 16_000 for n in range(4)}  # 4 × 64 kB
+    batch = [
+        FetchResult(customer=f"c{n:02d}", fetched_at=NOW, user=MetaUser(id=str(n), name=f"User {n}", **big))
+        for n in range(16)
+    ]
+    sizes: list[int] = []
+
+    def record(params: dict[str, Any], **_: object) -> None:
+        sizes.append(sum(len(entry["Put"]["Item"]["user"]["S"].encode()) for entry in params["TransactItems"]))
+
+    store._client.meta.events.register("provide-client-params.dynamodb.TransactWriteItems", record)
+    store.save_results(batch)
+
+    assert len(sizes) > 1 and all(size <= 4_000_000 for size in sizes), f"each transaction under 4 MB: {sizes}"
+    for n in (0, 15):
+        latest = store.latest(f"c{n:02d}")
+        assert latest is not None and latest.user == batch[n].user.fields()  # type: ignore[union-attr]
+        assert len(json.dumps(latest.user, ensure_ascii=False).encode()) < 400_000, "it fits one item"
