@@ -101,6 +101,8 @@ class Poller:
         self._known: list[str] | None = None
         self._taken_last: frozenset[str] = frozenset()
         """The customers this instance took last cycle: it claims them first in the next one (their tokens are held)."""
+        self._covering: frozenset[str] = frozenset()
+        """What the last cycle took if it started late: it leased them for the next slot as well."""
         self.current: CycleReport | None = None
         """The cycle running now (None between cycles)."""
         self.recent: deque[CycleReport] = deque(maxlen=5)
@@ -172,7 +174,10 @@ class Poller:
         self._app.service.run_cycle(
             names, leases=leases, stop=stop, backlog=self.backlog, report=report, prefer=self._taken_last
         )
-        self._taken_last = frozenset(report.fetched).union(report.failed)
+        taken = frozenset(report.fetched).union(report.failed)
+        # A late cycle leases the next slot too for what it takes, so the next cycle finds those taken (by this
+        # instance): they stay its customers for the cycle after.
+        self._taken_last, self._covering = taken | self._covering, taken if late else frozenset()
         report.duration_s = self._wall() - report.started_at
         return report
 

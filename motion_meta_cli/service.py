@@ -295,7 +295,7 @@ class MetaUserService:
         store = backlog if backlog is not None else ResultBacklog(self._store)
         lost_before = store.lost
         names = _ordered(customers, prefer)
-        work = _Claims(iter(names), lambda chunk: self._claim(chunk, leases, report), self._prepare)
+        work = _Claims(iter(names), lambda chunk: self._claim(chunk, leases, report), self._prepare, stop)
 
         def worker() -> None:
             while not stop.is_set() and (customer := work.next()) is not None:
@@ -314,15 +314,17 @@ class MetaUserService:
                     leases.give_back(customer) if result.error is not None else leases.fetched(customer)
 
         workers = max(1, min(self._max_workers, len(names)))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fetch") as pool:
-            # Each worker runs in a copy of this context, so that a deadline set by the caller holds there too.
-            for future in [pool.submit(contextvars.copy_context().run, worker) for _ in range(workers)]:
-                future.result()
-        claimed, unclaimed = work.abandon()  # stopped: claimed or not, these were never sent
-        report.not_started += len(claimed) + unclaimed
-        for customer in claimed:
-            if leases is not None:
-                leases.give_back(customer)
+        try:
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fetch") as pool:
+                # Each worker runs in a copy of this context, so that a deadline set by the caller holds there too.
+                for future in [pool.submit(contextvars.copy_context().run, worker) for _ in range(workers)]:
+                    future.result()
+        finally:
+            claimed, unclaimed = work.abandon()  # stopped (or failed): claimed or not, these were never sent
+            report.not_started += len(claimed) + unclaimed
+            for customer in claimed:
+                if leases is not None:
+                    leases.give_back(customer)
         store.flush(force=backlog is None)
         report.unsaved, report.lost = len(store), store.lost - lost_before
         if backlog is None:
@@ -363,32 +365,40 @@ def _ordered(customers: Sequence[str], prefer: Collection[str]) -> list[str]:
 
 class _Claims:
     """A cycle's work, shared by its workers: customers are claimed CLAIM_BATCH at a time, until at least
-    CLAIM_BATCH are won (or none are left), their credentials made ready together, and handed out one by one
-    to whichever worker is free, so a batch never ties a worker down while others idle. Late in a cycle
-    shared with other instances most claims are lost, so a batch takes several chunks: the secrets store is
-    still read in full batches."""
+    CLAIM_BATCH are won (or none are left, or the cycle is stopped), their credentials made ready together,
+    and handed out one by one to whichever worker is free, so a batch never ties a worker down while others
+    idle. Late in a cycle shared with other instances most claims are lost, so a batch takes several chunks:
+    the secrets store is still read in full batches."""
 
     def __init__(
         self,
         names: Iterator[str],
         claim: Callable[[Sequence[str]], list[str]],
         prepare: Callable[[Sequence[str]], None],
+        stop: threading.Event,
     ) -> None:
         self._names = names
         self._claim = claim
         self._prepare = prepare
+        self._stop = stop
         self._ready: deque[str] = deque()
         self._lock = threading.Lock()
 
     def next(self) -> str | None:
         """The next customer to fetch, or None when the cycle's work is all handed out."""
         with self._lock:
+            if self._stop.is_set():
+                return None  # what was claimed is for `abandon` to give back
             if not self._ready:
-                won: list[str] = []
-                while len(won) < CLAIM_BATCH and (chunk := list(itertools.islice(self._names, CLAIM_BATCH))):
-                    won += self._claim(chunk)
-                self._prepare(won)
-                self._ready.extend(won)
+                while (
+                    len(self._ready) < CLAIM_BATCH
+                    and not self._stop.is_set()
+                    and (chunk := list(itertools.islice(self._names, CLAIM_BATCH)))
+                ):
+                    self._ready.extend(self._claim(chunk))  # there at once: should a later claim fail, `abandon` has it
+                if self._stop.is_set():
+                    return None  # what was claimed is for `abandon` to give back
+                self._prepare(list(self._ready))
             return self._ready.popleft() if self._ready else None
 
     def abandon(self) -> tuple[list[str], int]:

@@ -128,6 +128,33 @@ def test_the_next_cycle_claims_first_what_this_instance_took_and_reads_no_secret
 
 
 @responses.activate
+def test_after_a_late_cycle_the_customers_it_took_stay_its_own(home: Path) -> None:
+    responses.get(ME, json={"id": "1", "name": "User"})
+    one_worker = Settings(  # requests go out in claim order
+        motion_meta_home=home, meta_graph_url="https://graph.test", motion_meta_concurrency=1, _env_file=None
+    )
+    with AppHandler(one_worker) as app:
+        elsewhere = CUSTOMERS[::2]
+        for slot in (SLOT, SLOT + 1):  # another instance takes these in both slots
+            for name in elsewhere:
+                assert app.cache.add_many([f"{LEASE_PREFIX}{slot}:{name}"], "other-instance", 60) == [True]
+        wall = FakeWall(SLOT * 30 + 10)  # a third into its slot: late, so it leases the next slot too
+        poller = Poller(app, interval_s=30, wall=wall)
+        first = poller.run_cycle(SLOT, 1, threading.Event())
+        mine = sorted(set(CUSTOMERS) - set(elsewhere))
+        assert sorted(first.fetched) == mine
+        wall.now = (SLOT + 1) * 30
+        second = poller.run_cycle(SLOT + 1, 2, threading.Event())
+        assert second.fetched == [], "its own were leased for this slot by the late cycle, the rest elsewhere"
+        wall.now = (SLOT + 2) * 30
+        responses.calls.reset()
+        third = poller.run_cycle(SLOT + 2, 3, threading.Event())
+
+    assert sorted(third.fetched) == CUSTOMERS
+    assert sorted(_tokens_sent()[: len(mine)]) == mine, "the customers of the late cycle come first again"
+
+
+@responses.activate
 def test_a_stop_mid_cycle_sends_nothing_more_and_counts_the_rest_as_not_started(app: AppHandler) -> None:
     stop = threading.Event()
     answered: list[str] = []
@@ -147,6 +174,35 @@ def test_a_stop_mid_cycle_sends_nothing_more_and_counts_the_rest_as_not_started(
     assert report.failed == {}
     assert all(app.store.latest(name) is not None for name in report.fetched), "fetched means stored"
     assert not [key for key in app.moderator.state.read(None)[1] if key.startswith("slots:")], "all slots back"
+
+
+@responses.activate
+def test_a_stop_while_claiming_a_batch_claims_no_more_and_gives_back_what_it_won(
+    app: AppHandler, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    responses.get(ME, json={"id": "1", "name": "User"})
+    elsewhere = [name for n, name in enumerate(CUSTOMERS) if n % 8]  # 7 of 53 left to win
+    for name in elsewhere:
+        assert app.cache.add_many([f"{LEASE_PREFIX}{SLOT}:{name}"], "other-instance", 60) == [True]
+    stop, claims = threading.Event(), []
+    add_many = app.cache.add_many
+
+    def claiming(keys: list[str], value: str, ttl_s: float) -> list[bool]:
+        claims.append(len(keys))
+        won = add_many(keys, value, ttl_s)
+        if len(claims) == 2:
+            stop.set()  # SIGTERM while the first batch is still being claimed
+        return won
+
+    monkeypatch.setattr(app.cache, "add_many", claiming)
+    report = Poller(app, interval_s=30, wall=FakeWall(SLOT * 30)).run_cycle(SLOT, 1, stop)
+
+    assert len(claims) == 2, "no claim after the stop"
+    assert report.fetched == [] and len(responses.calls) == 0, "nothing sent"
+    assert claims == [CLAIM_BATCH, CLAIM_BATCH], "its 7 customers could not fill a batch: it went on claiming"
+    assert report.not_started == len(CUSTOMERS) - report.taken_elsewhere, "the won ones and the rest unsent"
+    ours = [name for name in CUSTOMERS if name not in elsewhere]
+    assert app.cache.get_many([f"{LEASE_PREFIX}{SLOT}:{name}" for name in ours]) == [None] * len(ours), "given back"
 
 
 @responses.activate
